@@ -1,0 +1,92 @@
+"""One predictor for every runtime: image in, saliency map (at the image's resolution) out.
+
+``Predictor`` joins a :class:`~salsdk.runtimes.base.Runtime` (the engine) and a :class:`~salsdk.contract.Contract`
+(the pre/post-processing). Image models use :meth:`Predictor.predict` / :meth:`Predictor.predict_batch`; clip models
+(TinyHD) use :meth:`Predictor.predict_video` or :meth:`Predictor.stream`.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .contract import Contract
+from .errors import InputError
+from .imageio import ImageLike, is_video_path, iter_video_frames, load_image
+from .postprocess import PostprocessOptions, apply_postprocess, restore_map
+from .preprocess import Geometry, preprocess_clip, preprocess_image
+from .runtimes.base import Runtime
+
+
+@dataclass
+class Prediction:
+    """A saliency map at the input's resolution, and class probabilities for models that classify (UMSI)."""
+
+    saliency: np.ndarray
+    class_probs: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def top_class(self) -> str | None:
+        """Most probable class name, if the model classifies."""
+        return max(self.class_probs, key=self.class_probs.get) if self.class_probs else None
+
+
+class Predictor:
+    """Pre-process, run, post-process. Create it with :func:`salsdk.load`."""
+
+    def __init__(self, runtime: Runtime, contract: Contract, postprocess: PostprocessOptions | None = None,
+                 batch_size: int = 8) -> None:
+        self.runtime = runtime
+        self.contract = contract
+        self.postprocess = postprocess or PostprocessOptions()
+        self.batch_size = batch_size
+
+    # ----------------------------------------------------------------------------------------------- images
+    def predict(self, image: ImageLike, postprocess: PostprocessOptions | None = None) -> np.ndarray:
+        """Saliency map of one image: (H, W) float32 at the image's own resolution.
+
+        ``image`` is a path, a PIL image or an (H, W[, C]) array (see :func:`salsdk.imageio.load_image`).
+        """
+        return self.predict_full(image, postprocess).saliency
+
+    def predict_full(self, image: ImageLike, postprocess: PostprocessOptions | None = None) -> Prediction:
+        """Like :meth:`predict`, also returning class probabilities for models that have them (UMSI)."""
+        return self.predict_batch_full([image], postprocess)[0]
+
+    def predict_batch(self, images: Sequence[ImageLike], postprocess: PostprocessOptions | None = None) -> list[np.ndarray]:
+        """Saliency maps of several images (batched where sizes and the runtime allow)."""
+        return [p.saliency for p in self.predict_batch_full(images, postprocess)]
+
+    def predict_batch_full(self, images: Sequence[ImageLike],
+                           postprocess: PostprocessOptions | None = None) -> list[Prediction]:
+        """:meth:`predict_full` for several images."""
+        if self.contract.is_video:
+            raise InputError(f"{self.contract.model} is a video model: use predict_video(frames or path)")
+        rgbs = [load_image(image) for image in images]
+        prepared = [preprocess_image(rgb, self.contract.preprocessing, self.runtime.input_hw) for rgb in rgbs]
+        results: list[Prediction | None] = [None] * len(rgbs)
+        for indices in self._batches([p[0].shape for p in prepared]):
+            outputs = self.runtime.run(np.stack([prepared[i][0] for i in indices]))
+            for row, i in enumerate(indices):
+                results[i] = self._finish(outputs, row, prepared[i][1], postprocess)
+        return results  # type: ignore[return-value]
+
+    def _batches(self, shapes: list[tuple[int, ...]]) -> Iterator[list[int]]:
+        limit = min(self.batch_size, self.runtime.max_batch or self.batch_size)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, shape in enumerate(shapes):
+            groups.setdefault(shape, []).append(i)
+        for indices in groups.values():
+            for start in range(0, len(indices), limit):
+                yield indices[start:start + limit]
+
+    def _finish(self, outputs: list[np.ndarray], row: int, geometry: Geometry,
+                postprocess: PostprocessOptions | None) -> Prediction:
+        saliency = apply_postprocess(restore_map(outputs[0][row, 0], geometry), postprocess or self.postprocess)
+        probs = {}
+        if self.contract.class_names and len(outputs) > 1:
+            probs = {n: float(p) for n, p in zip(self.contract.class_names, outputs[1][row])}
+        return Prediction(saliency, probs)

@@ -1,0 +1,47 @@
+"""Shared fixtures: real images (scikit-image + ../shared), the shared TinyHD weights and video.
+
+Data in ``../shared`` (override with ``SALSDK_SHARED``) is read where it lies; tests that need it skip with a
+clear reason where it is absent, so the suite still passes on a machine that has only the project.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("SALSDK_SHARED", REPO.parent / "shared"))
+
+
+def shared_file(relative: str) -> Path:
+    path = shared_dir() / relative
+    if not path.exists():
+        pytest.skip(f"shared data {path} is absent (set SALSDK_SHARED to the shared/ folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tinyhd_s_weights() -> Path:
+    return shared_file("weights/tinyhd/d123s_rc4_rc1T.pth")
+
+
+@pytest.fixture(scope="session")
+def tinyhd_m_weights() -> Path:
+    return shared_file("weights/tinyhd/d123m_rc4_rc1T.pth")
+
+
+@pytest.fixture(scope="session")
+def shared_video() -> Path:
+    return shared_file("data/video/dhf1k_0068.avi")
+
+
+@pytest.fixture(scope="session")
+def natural_images() -> list[np.ndarray]:
+    from skimage import data
+
+    return [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
