@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "list": ("salsdk.zoo_cli", "list the zoo models with params, MACs, weights status and licence"),
     "weights": ("salsdk.weights_cli", "fetch, verify and list official checkpoints in the cache"),
     "predict": ("salsdk.predict_cli", "predict saliency maps and overlays for images, folders and videos"),
+    "convert": ("salsdk.convert.cli", "convert a zoo model into verified ONNX / TFLite / CoreML bundles"),
 }
 
 

@@ -1,0 +1,278 @@
+"""The conversion pipeline: model -> calibration -> artifacts -> fidelity gate (with fallback) -> bundles.
+
+Each accepted artifact becomes a bundle folder ``<out>/<model>-<format>/`` holding the model file and
+``manifest.json``. Bundles are assembled in a hidden temporary folder inside ``<out>`` and renamed into place
+only once complete, so an interrupted or failed conversion never leaves a folder with a manifest behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+import salsdk
+from salsdk.contract import Contract
+from salsdk.errors import ConversionError, SalsdkError
+from salsdk.manifest import MANIFEST_NAME, SCHEMA, pin_files, tree_size
+from salsdk.quantize.calibration import CalibrationData, clip_calibration, image_calibration
+from salsdk.quantize.fidelity import FidelityReport, compare_outputs, run_batched
+from salsdk.runtimes import open_runtime
+from salsdk.runtimes.torch_runtime import TorchRuntime
+from salsdk.zoo import WeightsArg, create_model
+
+from .context import ExportContext, ExportResult
+from .formats import Format
+
+PENDING_MANIFEST = ".manifest.json.pending"  # renamed to manifest.json as the very last step of publishing
+CALIBRATION_NPY = "calibration_image_sample_data_20x128x128x3_float32.npy"
+FALLBACK_STEPS = (1, 2, 4, 8, 16, 32)
+Log = Callable[[str], None]
+
+
+@dataclass
+class Outcome:
+    """What happened to one format: accepted (bundle written) or rejected (report only)."""
+
+    format: Format
+    status: str  # "accepted", "accepted (fallback)", "rejected", "failed"
+    bundle: Path | None = None
+    size_bytes: int | None = None
+    fidelity: FidelityReport | None = None
+    message: str = ""
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ConvertOptions:
+    """Everything ``salsdk convert`` can set."""
+
+    model: str
+    weights: WeightsArg
+    formats: list[Format]
+    out: Path
+    calib: str | None = None
+    min_cc: float = 0.99
+    size: tuple[int, int] | None = None
+    calibration_method: str = "minmax"
+    dynamic_batch: bool = False
+    n_calib: int | None = None
+    n_eval: int | None = None
+
+
+def static_size(card, size: tuple[int, int] | None) -> tuple[int, int]:
+    """Input size of the artifacts: ``size``, else the card's fixed size, else its export size."""
+    return tuple(size or card.preprocessing.size or card.extra.get("export_size", (480, 640)))
+
+
+def prepare(opts: ConvertOptions, log: Log) -> tuple[ExportContext, CalibrationData, list[np.ndarray]]:
+    """Build the model, the calibration/evaluation inputs and the fp32 reference outputs."""
+    model = create_model(opts.model, opts.weights)
+    card, info = model.salsdk_card, model.salsdk_weights
+    if not info.trained:
+        log(f"  {card.name} is UNTRAINED (random init, seed {info.seed}); artifacts are marked untrained")
+    hw = static_size(card, opts.size)
+    contract = Contract.from_card(card, size=hw, trained=info.trained)
+    counts = {k: v for k, v in (("n_calib", opts.n_calib), ("n_eval", opts.n_eval)) if v}
+    if contract.is_video:
+        data = clip_calibration(contract, opts.calib, **counts)
+        shape = (1, 3, contract.preprocessing.frames, *hw)
+    else:
+        data = image_calibration(contract, opts.calib, hw, **counts)
+        shape = (1, 3, *hw)
+    log(f"  calibration: {len(data.calibration_sources)} inputs ({_summary(data.calibration_sources)}); "
+        f"held out for fidelity: {len(data.evaluation_sources)} ({_summary(data.evaluation_sources)})")
+    reference = run_batched(TorchRuntime(model, device="cpu").run, data.evaluation)
+    workdir = Path(tempfile.mkdtemp(prefix=".salsdk-work-", dir=opts.out))
+    write_onnx2tf_sample(data.calibration, workdir / CALIBRATION_NPY)
+    ctx = ExportContext(card=card, contract=contract, model=model, weights=info, input_shape=shape,
+                        calibration=data.calibration, calibration_sources=data.calibration_sources,
+                        workdir=workdir, calibration_method=opts.calibration_method,
+                        dynamic_batch=opts.dynamic_batch)
+    return ctx, data, reference
+
+
+def _summary(names: list[str]) -> str:
+    shown = ", ".join(Path(n).name if "/" in n else n for n in names[:3])
+    return shown + (f", +{len(names) - 3} more" if len(names) > 3 else "")
+
+
+def write_onnx2tf_sample(calibration: np.ndarray, path: Path) -> None:
+    """The 20x128x128x3 sample onnx2tf looks for (else it downloads one): real calibration images, in [0, 1]."""
+    import torch
+    import torch.nn.functional as F
+
+    frames = calibration if calibration.ndim == 4 else calibration.transpose(0, 2, 1, 3, 4).reshape(
+        -1, *calibration.shape[1:2], *calibration.shape[3:])
+    x = torch.from_numpy(frames[np.resize(np.arange(len(frames)), 20)])
+    x = F.interpolate(x, size=(128, 128), mode="bilinear", align_corners=False)
+    lo, hi = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
+    np.save(path, ((x - lo) / (hi - lo).clamp_min(1e-6)).permute(0, 2, 3, 1).numpy().astype(np.float32))
+
+
+def evaluate(ctx: ExportContext, fmt: Format, artifact: Path, data: CalibrationData,
+             reference: list[np.ndarray], min_cc: float) -> FidelityReport:
+    """Run the artifact on the held-out inputs and compare with the fp32 reference."""
+    if fmt.runtime == "coreml" and platform.system() != "Darwin":
+        from .coreml_export import simulate_coreml
+
+        outputs = run_batched(lambda x: simulate_coreml(ctx, fmt, x), data.evaluation)
+        report = compare_outputs(reference, outputs, data.evaluation_sources, min_cc, method="simulated")
+        report.notes.append("CoreML cannot execute off macOS: the artifact's numerics (fp16 compute, 8-bit weights) "
+                            "were reproduced in PyTorch; the package itself was converted and validated")
+        return report
+    runtime = open_runtime(fmt.runtime, artifact)
+    return compare_outputs(reference, run_batched(runtime.run, data.evaluation), data.evaluation_sources, min_cc)
+
+
+def build_manifest(ctx: ExportContext, fmt: Format, result: ExportResult, fidelity: FidelityReport,
+                   attempts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The manifest of one bundle (without ``files``, which are pinned once the model file is final)."""
+    card = ctx.card
+    pre = asdict(ctx.contract.preprocessing)
+    return {
+        "schema": SCHEMA,
+        "salsdk_version": salsdk.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": {"name": card.name, "family": card.family, "task": card.task, "temporal": card.temporal,
+                  "class_names": list(card.class_names), "card": card.to_dict()},
+        "licence": card.licence,
+        "weights": {**asdict(ctx.weights), "path": Path(ctx.weights.path).name if ctx.weights.path else None,
+                    "label": ctx.weights.label},
+        "format": {"key": fmt.key, "family": fmt.family, "precision": fmt.precision, "runtime": fmt.runtime,
+                   "description": fmt.description},
+        "model_file": result.model_file,
+        "input": {**asdict(result.inputs[0]), "preprocessing": pre,
+                  "resize_rule": "bilinear, half-pixel centres, no antialiasing, on 0..255 float pixels"},
+        "outputs": [asdict(o) for o in result.outputs],
+        "postprocessing": {
+            "saliency": "output 'saliency', channel 0: one map per frame (MIMO) or per input; crop the letterbox "
+                        "content box if any, resize bilinearly to the original image size",
+            "output_range": card.output_range, "temporal": card.temporal,
+            "frames": ctx.contract.preprocessing.frames,
+        },
+        "quantization": result.quantization,
+        "fallback_attempts": attempts,
+        "fidelity": fidelity.to_dict(),
+        "tool_versions": result.tool_versions,
+        "graph_notes": result.graph_notes,
+    }
+
+
+def export_with_gate(ctx: ExportContext, fmt: Format, data: CalibrationData, reference: list[np.ndarray],
+                     min_cc: float, staging: Path, log: Log) -> Outcome:
+    """Export ``fmt`` into ``staging``; for quantized formats below ``min_cc``, keep sensitive layers in float."""
+    exporter = fmt.load_exporter()
+    started = time.perf_counter()
+    result = exporter(ctx, fmt, staging)
+    fidelity = evaluate(ctx, fmt, staging / result.model_file, data, reference, min_cc)
+    attempts = [{"kept_float": [], "cc_min": fidelity.cc_min, "cc_mean": fidelity.cc_mean}]
+    log(f"  {fmt.key}: exported in {time.perf_counter() - started:.1f}s, CC min {fidelity.cc_min:.4f} "
+        f"mean {fidelity.cc_mean:.4f}")
+    if fidelity.passed or not fmt.quantized:
+        status = "accepted" if fidelity.passed else "rejected"
+        return _finish(ctx, fmt, result, fidelity, attempts, staging, status)
+    rank = fmt.load_sensitivity()
+    ranking = rank(ctx, fmt) if rank else []
+    log(f"  {fmt.key}: below CC {min_cc}; fallback over {len(ranking)} ranked layers "
+        f"(most sensitive: {', '.join(ranking[:3])})")
+    for k in FALLBACK_STEPS:
+        if k > max(1, len(ranking) // 2):
+            break
+        for child in staging.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        keep = tuple(ranking[:k])
+        result = exporter(ctx, fmt, staging, keep_float=keep)
+        fidelity = evaluate(ctx, fmt, staging / result.model_file, data, reference, min_cc)
+        attempts.append({"kept_float": list(keep), "cc_min": fidelity.cc_min, "cc_mean": fidelity.cc_mean})
+        log(f"  {fmt.key}: {k} layer(s) in float -> CC min {fidelity.cc_min:.4f}")
+        if fidelity.passed:
+            return _finish(ctx, fmt, result, fidelity, attempts, staging, "accepted (fallback)")
+    return _finish(ctx, fmt, result, fidelity, attempts, staging, "rejected")
+
+
+def _finish(ctx: ExportContext, fmt: Format, result: ExportResult, fidelity: FidelityReport,
+            attempts: list[dict[str, Any]], staging: Path, status: str) -> Outcome:
+    manifest = build_manifest(ctx, fmt, result, fidelity, attempts)
+    manifest["status"] = status
+    if status != "rejected":
+        fmt.embed_manifest(staging / result.model_file, json.dumps(manifest, sort_keys=True))
+        manifest = pin_files(manifest, staging)
+        (staging / PENDING_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+    else:
+        (staging / "rejected_report.json").write_text(json.dumps(manifest, indent=2, sort_keys=True),
+                                                      encoding="utf-8")
+    return Outcome(fmt, status, None, tree_size(staging / result.model_file), fidelity, attempts=attempts)
+
+
+def publish(staging: Path, target: Path) -> None:
+    """Move the complete bundle in ``staging`` to ``target``, replacing any older bundle.
+
+    The order guarantees that at no moment does a folder hold a manifest next to incomplete files: an older
+    bundle loses its manifest first, the new folder is renamed into place, and its manifest appears last.
+    """
+    if target.exists():
+        (target / MANIFEST_NAME).unlink(missing_ok=True)
+        trash = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    os.replace(staging, target)
+    os.replace(target / PENDING_MANIFEST, target / MANIFEST_NAME)
+
+
+def convert(opts: ConvertOptions, log: Log = print) -> list[Outcome]:
+    """Run the whole conversion; returns one :class:`Outcome` per format (see ``salsdk convert``)."""
+    opts.out.mkdir(parents=True, exist_ok=True)
+    log(f"[1/{len(opts.formats) + 1}] preparing {opts.model}: model, calibration inputs, fp32 reference")
+    ctx, data, reference = prepare(opts, log)
+    outcomes: list[Outcome] = []
+    try:
+        for step, fmt in enumerate(opts.formats, start=2):
+            log(f"[{step}/{len(opts.formats) + 1}] {fmt.key}: {fmt.description}")
+            staging = Path(tempfile.mkdtemp(prefix=f".{ctx.card.name}-{fmt.key}-", dir=opts.out))
+            try:
+                outcome = export_with_gate(ctx, fmt, data, reference, opts.min_cc, staging, log)
+            except (SalsdkError, Exception) as exc:  # one format failing must not lose the others
+                shutil.rmtree(staging, ignore_errors=True)
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                log(f"  {fmt.key}: FAILED: {reason}")
+                outcomes.append(Outcome(fmt, "failed", message=reason))
+                continue
+            target = opts.out / f"{ctx.card.name}-{fmt.key}"
+            if outcome.status == "rejected":
+                report = opts.out / f"{ctx.card.name}-{fmt.key}.rejected.json"
+                os.replace(staging / "rejected_report.json", report)
+                shutil.rmtree(staging, ignore_errors=True)
+                outcome.message = f"below CC {opts.min_cc}; report: {report}"
+            else:
+                publish(staging, target)
+                outcome.bundle = target
+            if fmt.key == "onnx-fp32" and outcome.bundle:
+                ctx.onnx_fp32 = ctx.workdir / "model_fp32.onnx"
+                shutil.copyfile(outcome.bundle / "model.onnx", ctx.onnx_fp32)
+            outcomes.append(outcome)
+    finally:
+        shutil.rmtree(ctx.workdir, ignore_errors=True)
+    return outcomes
+
+
+def format_table(outcomes: list[Outcome]) -> str:
+    """The closing table: format, precision, size, CC/KL vs fp32, status."""
+    lines = [f"{'format':<15} {'precision':<13} {'size':>9} {'CC min':>7} {'CC mean':>8} {'KL':>7}  status",
+             "-" * 78]
+    for o in outcomes:
+        size = f"{o.size_bytes / 1e6:.2f}MB" if o.size_bytes else "-"
+        f = o.fidelity
+        cc = (f"{f.cc_min:7.4f} {f.cc_mean:8.4f} {f.kl_mean:7.4f}" if f else f"{'-':>7} {'-':>8} {'-':>7}")
+        sim = " (simulated)" if f and f.method == "simulated" else ""
+        lines.append(f"{o.format.key:<15} {o.format.precision:<13} {size:>9} {cc}  {o.status}{sim}"
+                     + (f": {o.message}" if o.message else ""))
+    return "\n".join(lines)

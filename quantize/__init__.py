@@ -1,0 +1,1 @@
+"""Quantization: calibration from real images, toolchain quantizers, and the fidelity gate with fallback."""

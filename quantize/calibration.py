@@ -1,0 +1,121 @@
+"""Calibration and held-out evaluation inputs built from real images through the model's own pre-processing.
+
+Sources: a folder of images, a video, or — only when none is given — the built-in set, which is named in full
+in every report: the natural images scikit-image ships, the design screenshots and the DHF1K clip of
+``../shared`` (``SALSDK_SHARED``) when present. Inputs are split deterministically into a calibration part and a
+held-out evaluation part that shares no image (or, for video, no frame) with it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from salsdk.contract import Contract
+from salsdk.errors import InputError
+from salsdk.imageio import IMAGE_SUFFIXES, is_video_path, iter_video_frames, load_image
+from salsdk.preprocess import preprocess_clip, preprocess_image
+
+SKIMAGE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
+                  "retina", "motorcycle_left", "cat", "camera", "page", "text")
+
+
+@dataclass
+class CalibrationData:
+    """Pre-processed inputs (canonical layout) for calibration and for held-out evaluation, with their names."""
+
+    calibration: np.ndarray
+    calibration_sources: list[str]
+    evaluation: np.ndarray
+    evaluation_sources: list[str]
+
+
+def shared_dir() -> Path:
+    """The shared data folder: ``$SALSDK_SHARED`` or ``../shared`` beside the working directory's repo."""
+    default = Path(__file__).resolve().parents[1].parent / "shared"
+    return Path(os.environ.get("SALSDK_SHARED", default))
+
+
+def builtin_images(prefer_designs: bool = False) -> list[tuple[str, np.ndarray]]:
+    """The built-in real images: scikit-image's natural images and the shared design screenshots (if present)."""
+    from skimage import data
+
+    naturals = [(f"skimage:{n}", load_image(getattr(data, n)())) for n in SKIMAGE_IMAGES if hasattr(data, n)]
+    design_dir = shared_dir() / "data" / "images" / "design"
+    designs = [(f"shared:design/{p.name}", load_image(p)) for p in sorted(design_dir.glob("*"))
+               if p.suffix.lower() in IMAGE_SUFFIXES] if design_dir.is_dir() else []
+    first, second = (designs, naturals) if prefer_designs else (naturals, designs)
+    mixed: list[tuple[str, np.ndarray]] = []
+    for i in range(max(len(first), len(second))):  # interleave so both kinds reach calibration and evaluation
+        mixed += [pair for pair in (first[i:i + 1] + second[i:i + 1])]
+    return mixed
+
+
+def builtin_video() -> Path | None:
+    """The shared DHF1K clip, if present."""
+    path = shared_dir() / "data" / "video" / "dhf1k_0068.avi"
+    return path if path.is_file() else None
+
+
+def _images_from(source: Path) -> list[tuple[str, np.ndarray]]:
+    files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"calibration folder {source} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return [(str(p), load_image(p)) for p in files]
+
+
+def _split(items: list, n_calib: int, n_eval: int) -> tuple[list, list]:
+    """Every k-th item goes to evaluation, the rest to calibration (deterministic, disjoint)."""
+    if len(items) < 2:
+        raise InputError(f"need at least 2 calibration inputs (one to calibrate, one held out), got {len(items)}")
+    step = max(2, len(items) // max(1, n_eval))
+    evaluation = items[step - 1::step][:n_eval]
+    chosen = {id(x) for x in evaluation}
+    calibration = [x for x in items if id(x) not in chosen][:n_calib]
+    return calibration, evaluation
+
+
+def image_calibration(contract: Contract, source: str | Path | None, input_hw: tuple[int, int],
+                      n_calib: int = 16, n_eval: int = 6) -> CalibrationData:
+    """Calibration/evaluation inputs for an image model at its static ``input_hw``."""
+    if source is None:
+        images = builtin_images(prefer_designs=contract.task == "design-importance")
+    elif Path(source).is_dir():
+        images = _images_from(Path(source))
+    elif is_video_path(source):
+        frames = list(iter_video_frames(source))
+        images = [(f"{source}#frame{i}", f) for i, f in enumerate(frames[:: max(1, len(frames) // 40)])]
+    else:
+        raise InputError(f"--calib {source}: give a folder of images or a video file")
+    calib, evaluation = _split(images, n_calib, n_eval)
+
+    def stack(pairs: list[tuple[str, np.ndarray]]) -> np.ndarray:
+        return np.stack([preprocess_image(rgb, contract.preprocessing, input_hw)[0] for _, rgb in pairs])
+
+    return CalibrationData(stack(calib), [n for n, _ in calib], stack(evaluation), [n for n, _ in evaluation])
+
+
+def clip_calibration(contract: Contract, source: str | Path | None, n_calib: int = 4,
+                     n_eval: int = 2) -> CalibrationData:
+    """Calibration/evaluation clips for a video model: non-overlapping windows of consecutive frames.
+
+    Calibration windows come from the first part of the video, evaluation windows from frames after them.
+    """
+    video = Path(source) if source is not None else builtin_video()
+    if video is None:
+        raise InputError("video models calibrate on a video: pass --calib VIDEO (the shared DHF1K clip is absent)")
+    if not is_video_path(video):
+        raise InputError(f"--calib {video}: video models need a video file")
+    t = contract.preprocessing.frames
+    frames = list(iter_video_frames(video, max_frames=t * (n_calib + n_eval) * 2))
+    if len(frames) < t * (n_calib + n_eval):
+        raise InputError(f"{video} has {len(frames)} frames; calibration needs {t * (n_calib + n_eval)}")
+    stride = len(frames) // (n_calib + n_eval)
+    starts = [i * stride for i in range(n_calib + n_eval)]
+    clips = [(f"{video}#frames{s}-{s + t - 1}", preprocess_clip(frames[s:s + t], contract.preprocessing)[0])
+             for s in starts]
+    calib, evaluation = clips[:n_calib], clips[n_calib:]
+    return CalibrationData(np.stack([c for _, c in calib]), [n for n, _ in calib],
+                           np.stack([c for _, c in evaluation]), [n for n, _ in evaluation])
