@@ -34,7 +34,7 @@ from .formats import Format
 
 PENDING_MANIFEST = ".manifest.json.pending"  # renamed to manifest.json as the very last step of publishing
 CALIBRATION_NPY = "calibration_image_sample_data_20x128x128x3_float32.npy"
-FALLBACK_STEPS = (1, 2, 4, 8, 16, 32)
+FALLBACK_STEPS = (1, 2, 3, 4, 6, 8, 12, 16)
 Log = Callable[[str], None]
 
 
@@ -271,7 +271,7 @@ def format_table(outcomes: list[Outcome]) -> str:
     for o in outcomes:
         size = f"{o.size_bytes / 1e6:.2f}MB" if o.size_bytes else "-"
         f = o.fidelity
-        cc = (f"{f.cc_min:7.4f} {f.cc_mean:8.4f} {f.kl_mean:7.4f}" if f else f"{'-':>7} {'-':>8} {'-':>7}")
+        cc = (f"{f.cc_min:7.4f} {f.cc_mean:8.4f} {max(f.kl_mean, 0.0):7.4f}" if f else f"{'-':>7} {'-':>8} {'-':>7}")
         sim = " (simulated)" if f and f.method == "simulated" else ""
         lines.append(f"{o.format.key:<15} {o.format.precision:<13} {size:>9} {cc}  {o.status}{sim}"
                      + (f": {o.message}" if o.message else ""))

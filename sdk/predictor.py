@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -15,7 +14,7 @@ import numpy as np
 
 from .contract import Contract
 from .errors import InputError
-from .imageio import ImageLike, is_video_path, iter_video_frames, load_image
+from .imageio import ImageLike, iter_video_frames, load_image
 from .postprocess import PostprocessOptions, apply_postprocess, restore_map
 from .preprocess import Geometry, preprocess_clip, preprocess_image
 from .runtimes.base import Runtime
@@ -38,11 +37,16 @@ class Predictor:
     """Pre-process, run, post-process. Create it with :func:`salsdk.load`."""
 
     def __init__(self, runtime: Runtime, contract: Contract, postprocess: PostprocessOptions | None = None,
-                 batch_size: int = 8) -> None:
+                 batch_size: int = 8, manifest: dict | None = None) -> None:
         self.runtime = runtime
         self.contract = contract
         self.postprocess = postprocess or PostprocessOptions()
         self.batch_size = batch_size
+        self.manifest = manifest  # the bundle's manifest, for predictors loaded from artifacts
+
+    def describe(self) -> dict:
+        """What executes (runtime, version, provider/delegate, threads) and for which model."""
+        return {"model": self.contract.model, "trained": self.contract.trained, **self.runtime.describe()}
 
     # ----------------------------------------------------------------------------------------------- images
     def predict(self, image: ImageLike, postprocess: PostprocessOptions | None = None) -> np.ndarray:
@@ -90,3 +94,22 @@ class Predictor:
         if self.contract.class_names and len(outputs) > 1:
             probs = {n: float(p) for n, p in zip(self.contract.class_names, outputs[1][row])}
         return Prediction(saliency, probs)
+
+    # ----------------------------------------------------------------------------------------------- videos
+    def predict_video(self, video: str | Path | Iterable[ImageLike],
+                      postprocess: PostprocessOptions | None = None) -> Iterator[np.ndarray]:
+        """One saliency map per frame (at the frame's resolution) for a video file or an iterable of frames.
+
+        Clip models only (TinyHD): MISO slides a 16-frame window by one frame; MIMO predicts 16-frame blocks;
+        the first frames and the last partial block are handled as :mod:`salsdk.video` describes.
+        """
+        from .video import predict_video
+
+        frames = iter_video_frames(video) if isinstance(video, (str, Path)) else video
+        return predict_video(self, frames, postprocess)
+
+    def stream(self, postprocess: PostprocessOptions | None = None):
+        """A :class:`~salsdk.video.VideoStream` for live frames: ``push(frame)`` returns maps when available."""
+        from .video import VideoStream
+
+        return VideoStream(self, postprocess)
