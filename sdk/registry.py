@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 from .cards import ModelCard
 from .errors import UnknownModelError
 
-FAMILY_MODULES = ("salsdk.models.kdsalbox",)
+FAMILY_MODULES = ("salsdk.models.kdsalbox", "salsdk.models.tinyhd_zoo", "salsdk.models.umsi_zoo")
 
 Builder = Callable[[], nn.Module]
 WeightsLoader = Callable[[nn.Module, Path, ModelCard], None]
@@ -76,12 +77,15 @@ def get_card(name: str) -> ModelCard:
 
 
 def build_untrained(name: str, seed: int = 0) -> nn.Module:
-    """Build ``name`` with seeded, variance-preserving random weights (same seed, same weights).
+    """Build ``name`` with seeded random weights, normalised like a trained network (same seed, same model).
 
-    PyTorch's default initialisation, with BatchNorm statistics at identity, shrinks activations so much that
-    an untrained network outputs a constant map; He-normal (fan-in) convolutions keep their scale, so untrained
-    models give structured, input-dependent maps: useful stand-ins for converting and benchmarking when the
-    official weights are absent. They are still untrained and are marked so everywhere.
+    PyTorch's default initialisation, with BatchNorm statistics at identity, makes deep networks' activations
+    vanish (constant maps) or, in residual ones like UMSI's Xception, explode. So convolutions get He-normal
+    (fan-in) weights and every BatchNorm's running statistics are then estimated on a few real photographs
+    (scikit-image's, through the model's own pre-processing): each layer's activations come out normalised, as
+    in a trained network, and the maps are structured and input-dependent. Such models are useful stand-ins for
+    converting, quantizing and benchmarking when official weights are absent; they are still untrained and are
+    marked so everywhere.
     """
     entry = get_entry(name)
     with torch.random.fork_rng(devices=[]):
@@ -92,7 +96,33 @@ def build_untrained(name: str, seed: int = 0) -> nn.Module:
                 nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+    calibrate_batchnorm(model, entry.card)
     return model.eval()
+
+
+def calibrate_batchnorm(model: nn.Module, card: ModelCard, size: tuple[int, int] = (192, 256)) -> None:
+    """Set every BatchNorm's running mean/variance to their averages over four scikit-image photographs."""
+    from skimage import data
+
+    from .imageio import load_image
+    from .preprocess import preprocess_image
+
+    pre = card.preprocessing
+    hw = pre.size or size
+    images = [load_image(getattr(data, n)()) for n in ("astronaut", "coffee", "chelsea", "rocket")]
+    batch = torch.from_numpy(np.stack([preprocess_image(im, pre, hw)[0] for im in images]))
+    if pre.frames > 1:  # a clip of slowly panning crops of the same photo
+        batch = torch.stack([torch.roll(batch, shifts=2 * t, dims=3) for t in range(pre.frames)], dim=2)
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the calibration pass
+    model.train()
+    with torch.no_grad():
+        model(batch)
+    for bn in norms:
+        bn.momentum = 0.1
+    model.eval()
 
 
 def guess_model_for_state_dict(state_dict: dict[str, torch.Tensor]) -> str | None:

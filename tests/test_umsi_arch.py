@@ -4,7 +4,8 @@ The official checkpoint is not available here, so the Keras-side network is rebu
 builder's description (``xception_cl_fus_aspp`` + ``xception_custom``: Xception with block-4/13 strides 1, ASPP,
 global branch, class fusion, dilated decoder), given random weights, saved as a Keras 2 ``.h5`` and loaded with
 :func:`salsdk.models.umsi.load_keras_h5`. Parity tests need ``tensorflow`` + ``tf-keras`` (the ``convert`` extra)
-and skip without them; the loader's error paths are tested with h5py alone.
+and skip without them (marked ``slow``: about 15 s each on 2 CPU cores); the loader's error paths are tested with
+h5py alone.
 """
 from __future__ import annotations
 
@@ -67,10 +68,15 @@ def test_output_is_twice_the_official_input_size():
     assert tuple(heatmap.shape[-2:]) == U.UMSI_OUTPUT_SIZE == (480, 640)
 
 
-@pytest.mark.parametrize("size,total", [(117, (1, 1)), (118, (0, 1)), (40, (1, 1)), (42, (0, 0))])
-def test_tf_same_padding(size, total):
-    kernel, stride = (3, 2) if size > 100 else (3, 3)
-    assert U.tf_same_padding(size, kernel, stride) == total
+@pytest.mark.parametrize("size,kernel,stride,dilation,pads", [
+    (117, 3, 2, 1, (1, 1)),  # block2_pool at 240x320
+    (118, 3, 2, 1, (0, 1)),  # an even size: TF puts the odd pixel after
+    (40, 3, 3, 1, (1, 1)),  # global_conv at 240x320 (30 -> (0, 0))
+    (8, 3, 3, 1, (0, 1)),
+    (30, 3, 1, 18, (18, 18)),  # aspp_csepd18_depthwise
+])
+def test_tf_same_padding(size, kernel, stride, dilation, pads):
+    assert U.tf_same_padding(size, kernel, stride, dilation) == pads
 
 
 def test_tf1_upsampling_matches_resize_bilinear_without_half_pixel_centres():
@@ -96,6 +102,23 @@ def test_letterbox_and_uncrop_geometry():
     assert U.letterbox_geometry(300, 1000) == (96, 320, 72, 0)  # wide: fit columns, centre rows
     assert U.uncrop_geometry(U.UMSI_OUTPUT_SIZE, 1000, 500) == (1000, 1333, 0, 416)
     assert U.uncrop_geometry(U.UMSI_OUTPUT_SIZE, 300, 1000) == (750, 1000, 225, 0)
+
+
+@pytest.mark.parametrize("size", [(38, 30), (39, 41)])  # asymmetric and symmetric 'same' pads
+def test_onnx_export_keeps_same_padding_and_tf1_resize(size, tmp_path):
+    """Pads are Python ints (traced shape tensors made the exporter drop them); TF1 resize is Pad/Resize/Slice."""
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(U.MaxPool2dSame(3, 2), U.Conv2dSame(4, 4, 3, stride=3), U.Conv2dSame(4, 4, 3, stride=2),
+                              U.UpsampleBilinear(4, "tf1"), U.UpsampleBilinear(2, "tf2")).eval()
+    x = torch.randn(1, 4, *size)
+    path = tmp_path / "same.onnx"
+    torch.onnx.export(net, (x,), path, input_names=["x"], opset_version=17, dynamo=False)
+    (got,) = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})
+    with torch.no_grad():
+        want = net(x).numpy()
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() < 1e-5
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -239,10 +262,12 @@ def test_loader_rejects_a_non_hdf5_file(tmp_path, shapes_only):
 
 @pytest.fixture(scope="module")
 def tf_keras():
-    pytest.importorskip("tensorflow", reason="tensorflow not installed (pip install 'salsdk[convert]'): "
-                                             "Keras parity of the UMSI port is not checked")
-    return pytest.importorskip("tf_keras", reason="tf-keras not installed (pip install 'salsdk[convert]'): "
-                                                  "Keras parity of the UMSI port is not checked")
+    for module in ("tensorflow", "tf_keras"):
+        pytest.importorskip(module, exc_type=ImportError,
+                            reason=f"{module} not importable (pip install 'salsdk[convert]'): "
+                                   "Keras parity of the UMSI port is not checked")
+    import tf_keras
+    return tf_keras
 
 
 def _tile_over(tensors):
@@ -356,8 +381,8 @@ def build_keras_umsi(tfk, upsampling: str = "tf2", num_classes: int = 6,
     return tfk.Model(inp, [heatmap, probs, features], name="xception_cl_fus_aspp")
 
 
-def randomize(tfk, keras_model, seed: int) -> None:
-    """Random weights, biases and BN affine terms; BN moving statistics calibrated on a random image.
+def randomize(tfk, keras_model, seed: int, shape: tuple[int, int]) -> None:
+    """Random weights, biases and BN affine terms; BN moving statistics calibrated on a random ``shape`` image.
 
     Calibration (one training-mode pass with BN momentum 0, so moving mean/variance become the batch statistics)
     keeps activations O(1) through the 36 conv layers, so the outputs are neither saturated nor dead.
@@ -368,22 +393,22 @@ def randomize(tfk, keras_model, seed: int) -> None:
             continue
         new = []
         for var in layer.weights:
-            name, shape = var.name.rsplit("/", 1)[-1].split(":")[0], tuple(var.shape)
+            name, dims = var.name.rsplit("/", 1)[-1].split(":")[0], tuple(var.shape)
             if name in ("kernel", "depthwise_kernel", "pointwise_kernel"):
-                fan_in = int(np.prod(shape[:2] if name == "depthwise_kernel" else shape[:-1]))
-                w = rng.normal(0, np.sqrt(2.0 / fan_in), shape)
+                fan_in = int(np.prod(dims[:2] if name == "depthwise_kernel" else dims[:-1]))
+                w = rng.normal(0, np.sqrt(2.0 / fan_in), dims)
             elif name == "gamma":
-                w = rng.uniform(0.5, 1.5, shape)
+                w = rng.uniform(0.5, 1.5, dims)
             elif name in ("beta", "bias"):
-                w = rng.uniform(-0.2, 0.2, shape)
+                w = rng.uniform(-0.2, 0.2, dims)
             else:  # moving statistics: overwritten by the calibration below
-                w = np.zeros(shape) if name == "moving_mean" else np.ones(shape)
+                w = np.zeros(dims) if name == "moving_mean" else np.ones(dims)
             new.append(w.astype(np.float32))
         layer.set_weights(new)
     bns = [layer for layer in keras_model.layers if isinstance(layer, tfk.layers.BatchNormalization)]
     for layer in bns:
         layer.momentum = 0.0
-    keras_model(bgr_like_input(SMALL, seed + 100), training=True)
+    keras_model(bgr_like_input(shape, seed + 100), training=True)
     for layer in bns:
         layer.momentum = 0.99
 
@@ -419,10 +444,11 @@ def _compare(keras_model, path: Path, upsampling: str, shape: tuple[int, int], s
     }
 
 
+@pytest.mark.slow
 def test_keras_parity_official_geometry_full_model_file(tf_keras, tmp_path):
     """240x320 float32, a ``model.save`` file (model_weights + model_config), Keras 2.2-style residual names."""
     keras_model = build_keras_umsi(tf_keras, "tf2", residual_names=KERAS22_NAMES)
-    randomize(tf_keras, keras_model, seed=1)
+    randomize(tf_keras, keras_model, seed=1, shape=U.UMSI_INPUT_SIZE)
     assert keras_model.count_params() == 29_920_687  # = torch parameters + BN running statistics
     path = tmp_path / "umsi_full.h5"
     keras_model.save(path, include_optimizer=False, save_format="h5")
@@ -443,6 +469,7 @@ def keras_float64(tf_keras):
     tf_keras.backend.set_floatx("float32")
 
 
+@pytest.mark.slow
 def test_keras_parity_tf1_upsampling_odd_size_auto_names(keras_float64, tmp_path):
     """82x66 float64 (asymmetric 'same' pads in two pools and the stride-3 conv), TF1 resize, auto names.
 
@@ -450,7 +477,7 @@ def test_keras_parity_tf1_upsampling_odd_size_auto_names(keras_float64, tmp_path
     TensorFlow's bilinear resize always applies.
     """
     keras_model = build_keras_umsi(keras_float64, "tf1")
-    randomize(keras_float64, keras_model, seed=3)
+    randomize(keras_float64, keras_model, seed=3, shape=SMALL)
     path = tmp_path / "umsi_weights.h5"
     keras_model.save_weights(path, save_format="h5")
     stats = _compare(keras_model, path, "tf1", SMALL, seed=4, dtype=torch.float64)

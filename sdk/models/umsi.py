@@ -2,8 +2,9 @@
 
 Faithful port of ``xception_cl_fus_aspp`` from the public ``predimportance-public`` code
 (``src/singleduration_models.py`` + ``src/xception_custom.py``), the builder whose name the official checkpoint
-``xception_cl_fus_aspp_imp1k_10kl-3cc0.1mse-5nss5bc_bs4_ep30_valloss-2.5774_full.h5`` (120,194,112 bytes,
-a Keras 2.2 ``model.save`` file) carries. Written from the paper and that code, not copied.
+``xception_cl_fus_aspp_imp1k_10kl-3cc0.1mse-5nss5bc_bs4_ep30_valloss-2.5774_full.h5`` (120,194,112 bytes, a
+Keras ``model.save`` file that the official demo opens with ``keras.models.load_model``) carries. Written from the
+paper and that code, not copied.
 
 Architecture (input 240x320, NHWC in Keras, NCHW here)
     * Encoder: Keras-applications Xception with the output stride cut from 32 to 8 — in ``xception_custom`` the
@@ -28,12 +29,14 @@ the rest after; PyTorch's symmetric ``padding=`` only matches when ``total`` is 
 here pad explicitly (:func:`tf_same_padding`). At 240x320 every pad happens to be symmetric; other sizes test the
 asymmetric case.
 
-Bilinear upsampling: the checkpoint was trained and is run by its authors under Keras 2.2 / TensorFlow 1, whose
-``UpSampling2D(interpolation='bilinear')`` is ``tf.image.resize_bilinear`` with ``half_pixel_centers=False``
-(source pixel ``= dst / scale``, clamped at the far edge). TensorFlow 2 (``tf.keras``, Keras 3), which e.g. the
-Aalto AIM service uses to run the same file, resizes with half-pixel centres (``(dst + 0.5) / scale - 0.5``),
-which is PyTorch's ``align_corners=False``. Both are offered (``upsampling='tf1'``, the default and training-time
-behaviour, or ``'tf2'``); they differ by a few percent of the heatmap's range.
+Bilinear upsampling: the official code targets standalone Keras 2.2/2.3 on TensorFlow 1 (it relies on
+``keras_applications``' ``keras_modules_injection``), whose ``UpSampling2D(interpolation='bilinear')`` is
+``tf.image.resize_bilinear`` with ``half_pixel_centers=False`` (source pixel ``= dst / scale``, clamped at the far
+edge). TensorFlow 2 (``tf.keras``, Keras 3), which e.g. the Aalto AIM service uses to run the same file since its
+v1.1, resizes with half-pixel centres (``(dst + 0.5) / scale - 0.5``), which is PyTorch's
+``align_corners=False``. Both are offered (``upsampling='tf1'``, the default and training-time
+behaviour, or ``'tf2'``). TF1 samples each x``s`` stage ``(s - 1) / 2`` output pixels further down-right, so its
+heatmap is shifted up-left by about 7.5 pixels of the 480x640 output (4 + 2 + 1.5) relative to TF2's.
 
 Pre-processing of the official pipeline (``sal_imp_utilities.preprocess_images`` / ``padding``, training and
 evaluation): ``cv2.imread`` (BGR, uint8), letterbox to 240x320 keeping the aspect ratio (:func:`letterbox_geometry`:
@@ -62,12 +65,15 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    import h5py
 
 UMSI_INPUT_SIZE: tuple[int, int] = (240, 320)  # (rows, cols) fed to the network
 UMSI_OUTPUT_SIZE: tuple[int, int] = (480, 640)  # heatmap size for a UMSI_INPUT_SIZE input (16x the 30x40 grid)
@@ -97,7 +103,11 @@ HEAD_BN_EPS = 1e-5  # every BatchNorm of the UMSI head sets epsilon=1e-5
 # --------------------------------------------------------------------------------------------------------------
 
 def tf_same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
-    """TensorFlow 'same' padding (before, after) of one spatial axis of length ``size``."""
+    """TensorFlow 'same' padding (before, after) of one spatial axis of length ``size``.
+
+    Layers call it with ``int(x.shape[i])``: pads are Python constants, so a traced/exported graph is specialised
+    to the input size (the ONNX exporter silently drops pads computed from traced shape tensors).
+    """
     effective = (kernel - 1) * dilation + 1
     out = -(-size // stride)
     total = max((out - 1) * stride + effective - size, 0)
@@ -109,16 +119,17 @@ class Conv2dSame(nn.Conv2d):
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, dilation: int = 1, groups: int = 1,
                  bias: bool = True, padding: Literal["same", "valid"] = "same") -> None:
-        static = (kernel - 1) * dilation // 2 if padding == "same" and stride == 1 else 0
+        dynamic = padding == "same" and (stride > 1 or (kernel - 1) * dilation % 2 == 1)
+        static = (kernel - 1) * dilation // 2 if padding == "same" and not dynamic else 0
         super().__init__(cin, cout, kernel, stride, static, dilation, groups, bias)
         self.keras_padding = padding
-        self._dynamic = padding == "same" and stride > 1
+        self._dynamic = dynamic
 
     def forward(self, x: Tensor) -> Tensor:
         if self._dynamic:
             k, s, d = self.kernel_size[0], self.stride[0], self.dilation[0]
-            top, bottom = tf_same_padding(x.shape[-2], k, s, d)
-            left, right = tf_same_padding(x.shape[-1], k, s, d)
+            top, bottom = tf_same_padding(int(x.shape[-2]), k, s, d)
+            left, right = tf_same_padding(int(x.shape[-1]), k, s, d)
             if top or bottom or left or right:
                 x = F.pad(x, (left, right, top, bottom))
         return super().forward(x)
@@ -132,8 +143,8 @@ class MaxPool2dSame(nn.Module):
         self.kernel, self.stride = kernel, stride
 
     def forward(self, x: Tensor) -> Tensor:
-        top, bottom = tf_same_padding(x.shape[-2], self.kernel, self.stride)
-        left, right = tf_same_padding(x.shape[-1], self.kernel, self.stride)
+        top, bottom = tf_same_padding(int(x.shape[-2]), self.kernel, self.stride)
+        left, right = tf_same_padding(int(x.shape[-1]), self.kernel, self.stride)
         if top == bottom and left == right:
             return F.max_pool2d(x, self.kernel, self.stride, (top, left))
         x = F.pad(x, (left, right, top, bottom), value=float("-inf"))
@@ -173,8 +184,7 @@ class UpsampleBilinear(nn.Module):
         self.factor, self.mode = factor, mode
 
     def forward(self, x: Tensor) -> Tensor:
-        h, w = x.shape[-2], x.shape[-1]
-        size = (h * self.factor, w * self.factor)
+        size = (int(x.shape[-2]) * self.factor, int(x.shape[-1]) * self.factor)
         if self.mode == "tf2":
             return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         x = F.pad(x, (0, 1, 0, 1), mode="replicate")
@@ -363,7 +373,7 @@ def build_umsi(num_classes: int = UMSI_NUM_CLASSES, upsampling: Upsampling = "tf
 # --------------------------------------------------------------------------------------------------------------
 
 def letterbox_geometry(height: int, width: int, size: tuple[int, int] = UMSI_INPUT_SIZE) -> tuple[int, int, int, int]:
-    """Official ``padding()``: ``(new_h, new_w, top, left)`` — resize the image to new_h x new_w, paste at (top, left).
+    """Official ``padding()``: ``(new_h, new_w, top, left)``; resize the image to new_h x new_w, paste at (top, left).
 
     The side that overflows most is fitted (integer division), the other padded equally on both sides (the odd
     pixel goes after); equal ratios pad rows.
@@ -505,15 +515,22 @@ def _decode(value: object) -> str:
     return value.decode("utf8") if isinstance(value, bytes) else str(value)
 
 
-def _keras_layers(root: object) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
-    """(layer name, {array name: array}) of every layer group holding weights, in the file's layer order."""
+def _keras_layers(root: h5py.Group, path: Path) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    """(layer name, {array name: array}) of every layer group holding weights, in the file's layer order.
+
+    Array names are the last component of each ``weight_names`` entry without ``:0`` (``'x/y/kernel:0'`` ->
+    ``'kernel'``), so TF1 variable-name suffixes and scopes do not matter.
+    """
     names = [_decode(n) for n in root.attrs["layer_names"]] if "layer_names" in root.attrs else list(root)
     for name in names:
-        group = root[name]
         arrays: dict[str, np.ndarray] = {}
-        for weight_name in (_decode(w) for w in group.attrs.get("weight_names", [])):
-            key = weight_name.rsplit("/", 1)[-1].split(":", 1)[0]
-            arrays[key] = np.asarray(group[weight_name])
+        try:
+            group = root[name]
+            for weight_name in (_decode(w) for w in group.attrs.get("weight_names", [])):
+                key = weight_name.rsplit("/", 1)[-1].split(":", 1)[0]
+                arrays[key] = np.asarray(group[weight_name])
+        except KeyError as exc:
+            raise ValueError(f"{path}: Keras layer '{name}' is listed but its arrays are missing ({exc})") from exc
         if arrays:
             yield name, arrays
 
@@ -537,7 +554,7 @@ def _resolve_unnamed(layers: dict[str, dict[str, np.ndarray]], path: Path) -> di
     return resolved
 
 
-def _layer_configs(h5: object) -> dict[str, dict]:
+def _layer_configs(h5: h5py.File) -> dict[str, dict]:
     """{layer name: Keras config} from a full-model file's ``model_config`` attribute (JSON; empty if absent)."""
     if "model_config" not in h5.attrs:
         return {}
@@ -570,7 +587,8 @@ def _same_setting(got: object, want: object) -> bool:
     """Config equality: floats to 1e-6 relative, lists and tuples alike (JSON has no tuples)."""
     if isinstance(want, float):
         return isinstance(got, (int, float)) and math.isclose(got, want, rel_tol=1e-6)
-    as_list = (lambda v: list(v) if isinstance(v, (list, tuple)) else v)
+    def as_list(value: object) -> object:
+        return list(value) if isinstance(value, (list, tuple)) else value
     return as_list(got) == as_list(want)
 
 
@@ -591,8 +609,10 @@ def load_keras_h5(model: UMSI, path: str | Path) -> None:
 
     Reads arrays with h5py only (no Keras, no deserialisation of code). Every layer of :func:`keras_layer_table`
     must be present with exactly the expected arrays and shapes, and every weighted layer of the file must be
-    consumed; otherwise a ``ValueError`` names the file and the first offending layer. When the file carries
-    ``model_config``, saved strides, dilations, kernel sizes, paddings and BatchNorm epsilons are checked too.
+    consumed; otherwise a ``ValueError`` names the file and the first offending layer. The four unnamed residual
+    conv/BN pairs are taken in the order of their Keras auto-numbers (``conv2d[_k]``, ``batch_normalization[_k]``).
+    When the file carries ``model_config``, saved activations, strides, dilations, kernel sizes, paddings, BatchNorm
+    epsilons and the decoder's upsampling factors are checked too. Nothing is written unless everything matches.
     """
     import h5py
 
@@ -603,7 +623,7 @@ def load_keras_h5(model: UMSI, path: str | Path) -> None:
         raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from exc
     with h5:
         root = h5["model_weights"] if "model_weights" in h5 else h5
-        layers = dict(_keras_layers(root))
+        layers = dict(_keras_layers(root, path))
         configs = _layer_configs(h5)
     if not layers:
         raise ValueError(f"{path}: no Keras layer weights found (expected a Keras 2 .h5 model or weights file)")
@@ -657,7 +677,8 @@ def _keras_shape(kind: str, key: str, torch_shape: tuple[int, ...]) -> tuple[int
 
 def torch_tensors_covered() -> set[str]:
     """State-dict keys written by :func:`load_keras_h5` (all of UMSI's but ``num_batches_tracked``)."""
-    model = UMSI()
+    with torch.device("meta"):
+        model = UMSI()
     names = {id(t): k for k, t in model.state_dict(keep_vars=True).items()}
     covered: set[str] = set()
     for spec in keras_layer_table():

@@ -1,0 +1,121 @@
+"""Where the work of a model goes: MACs per layer type and per block, counted on the ``meta`` device.
+
+Used to explain benchmark results: a model dominated by dense 3x3 convolutions at full resolution is
+compute-bound (its lower bound is MACs / GEMM peak), one dominated by depthwise convolutions and upsampling is
+memory-bound and far from the GEMM peak whatever the runtime does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+
+@dataclass
+class MacBreakdown:
+    """MACs of one forward pass, by layer type, by top-level block, and the heaviest layers."""
+
+    model: str
+    input_shape: tuple[int, ...]
+    params: int
+    macs: int  # FlopCounter total / 2 (what every table reports)
+    state_dict_bytes: int  # fp32 weights and buffers, as a PyTorch checkpoint stores them
+    by_type: list[dict[str, Any]] = field(default_factory=list)
+    by_block: list[dict[str, Any]] = field(default_factory=list)
+    top_layers: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "input_shape": list(self.input_shape), "params": self.params, "macs": self.macs,
+                "state_dict_bytes": self.state_dict_bytes, "by_type": self.by_type, "by_block": self.by_block,
+                "top_layers": self.top_layers}
+
+    def summary(self, n: int = 3) -> str:
+        """``'dense conv 3x3 78% of MACs, pointwise conv 1x1 17%, depthwise conv 3x3 2%'``."""
+        parts = [f"{t['type']} {100 * t['share']:.0f}%" for t in self.by_type[:n]]
+        return ", ".join(parts) + " of MACs" if parts else "no MACs counted"
+
+
+def layer_type(module) -> str | None:
+    """Category of a MAC-carrying layer: ``dense conv 3x3``, ``depthwise conv 3x3``, ``pointwise conv 1x1`` ..."""
+    from torch import nn
+
+    if isinstance(module, nn.Linear):
+        return "linear"
+    if not isinstance(module, nn.modules.conv._ConvNd):
+        return None
+    kernel = "x".join(str(k) for k in module.kernel_size)
+    conv = ("transposed " if module.transposed else "") + ("conv3d" if len(module.kernel_size) == 3 else "conv")
+    if module.groups > 1 and module.groups == module.in_channels:
+        kind = "depthwise"
+    elif all(k == 1 for k in module.kernel_size):
+        kind = "pointwise"
+    elif module.groups > 1:
+        kind = "grouped"
+    else:
+        kind = "dense"
+    return f"{kind} {conv} {kernel}"
+
+
+def _layer_macs(module, inputs, output) -> int:
+    from torch import nn
+
+    out = output[0] if isinstance(output, (tuple, list)) else output
+    if isinstance(module, nn.Linear):
+        return out.numel() * module.in_features
+    kernel = 1
+    for k in module.kernel_size:
+        kernel *= k
+    if module.transposed:  # every input element meets every kernel weight of its group
+        return inputs[0].numel() * (module.out_channels // module.groups) * kernel
+    return out.numel() * (module.in_channels // module.groups) * kernel
+
+
+@lru_cache(maxsize=32)
+def mac_breakdown(model: str, input_shape: tuple[int, ...]) -> MacBreakdown:
+    """Count MACs per layer of zoo model ``model`` at ``input_shape`` (no weights or memory needed)."""
+    import torch
+
+    from salsdk.complexity import count_macs, count_params
+    from salsdk.registry import get_entry
+
+    entry = get_entry(model)
+    with torch.device("meta"):
+        net = entry.build().eval()
+    layers: list[tuple[str, str, int, tuple[int, ...]]] = []
+    hooks = []
+    for name, module in net.named_modules():
+        kind = layer_type(module)
+        if kind is None:
+            continue
+
+        def hook(mod, inputs, output, name=name, kind=kind):
+            out = output[0] if isinstance(output, (tuple, list)) else output
+            layers.append((name, kind, _layer_macs(mod, inputs, output), tuple(out.shape)))
+
+        hooks.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            net(torch.zeros(input_shape, device="meta"))
+    finally:
+        for h in hooks:
+            h.remove()
+    total = count_macs(net, tuple(input_shape))
+    counted = sum(m for _, _, m, _ in layers) or 1
+    by_type: dict[str, list[int]] = {}
+    by_block: dict[str, int] = {}
+    for name, kind, macs, _ in layers:
+        entry_ = by_type.setdefault(kind, [0, 0])
+        entry_[0] += macs
+        entry_[1] += 1
+        block = name.split(".")[0]
+        by_block[block] = by_block.get(block, 0) + macs
+    state_bytes = sum(t.numel() * t.element_size() for t in net.state_dict().values())
+    return MacBreakdown(
+        model=entry.card.name, input_shape=tuple(input_shape), params=count_params(net), macs=total,
+        state_dict_bytes=state_bytes,
+        by_type=[{"type": k, "macs": v[0], "layers": v[1], "share": v[0] / counted}
+                 for k, v in sorted(by_type.items(), key=lambda kv: -kv[1][0])],
+        by_block=[{"block": k, "macs": v, "share": v / counted} for k, v in sorted(by_block.items(), key=lambda kv: -kv[1])],
+        top_layers=[{"layer": n, "type": k, "macs": m, "share": m / counted, "output": list(s)}
+                    for n, k, m, s in sorted(layers, key=lambda t: -t[2])[:6]],
+    )

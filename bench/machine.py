@@ -1,0 +1,190 @@
+"""The machine a benchmark runs on: what it is (CPU, cores, OS, GPU) and what it can do (measured GEMM peak).
+
+The GEMM peak is a float32 matrix multiply in the best library available (PyTorch's BLAS/oneDNN and NumPy's
+BLAS are both tried, the faster wins). Dividing a model's effective MAC rate by it says what share of the
+hardware's dense-math capability the model reaches: depthwise convolutions, upsampling and memory-bound layers
+keep saliency networks far below it, and the report shows by how much.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import socket
+import time
+from functools import lru_cache
+from typing import Any
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo``, ``sysctl`` on macOS, else ``platform.processor()``)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "processor\t: ar")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    if platform.system() == "Darwin":
+        import subprocess
+
+        try:
+            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True,
+                                  timeout=5).stdout.strip() or platform.machine()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return platform.processor() or platform.machine()
+
+
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8", "amx_bf16",
+             "asimd", "asimddp", "i8mm", "sve")
+
+
+def isa_flags() -> list[str]:
+    """SIMD extensions that decide fp32 and int8 throughput (AVX2/FMA, AVX-512, VNNI, AMX; NEON dot product)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith(("flags", "features")):
+                    present = set(line.split(":", 1)[1].split())
+                    return [flag for flag in ISA_FLAGS if flag in present]
+    except OSError:
+        pass
+    return ["neon"] if platform.machine() in ("arm64", "aarch64") else []
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (affinity / cgroup aware where the OS says so)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def gpu_name() -> str | None:
+    """Name of the first CUDA GPU, if PyTorch sees one."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except Exception:  # noqa: BLE001 - a broken CUDA install must not stop a CPU benchmark
+        return None
+    return None
+
+
+def _time_matmul(fn, flops: float, min_seconds: float) -> float:
+    fn()  # warm-up (allocations, thread pool start)
+    best = 0.0
+    started = time.perf_counter()
+    while True:
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        best = max(best, flops / dt / 1e9)
+        if time.perf_counter() - started >= min_seconds:
+            return best
+
+
+def gemm_peak(threads: int | None = None, n: int = 1024, min_seconds: float = 0.4) -> dict[str, Any]:
+    """Best measured float32 GEMM rate (n x n times n x n): ``{"library", "gflops", "gmacs_per_s", ...}``.
+
+    Tries PyTorch (``torch.mm``; its thread count set to ``threads``) and NumPy (``@``; BLAS threads as
+    configured by the environment), keeps the faster. One MAC is two FLOPs.
+    """
+    import numpy as np
+
+    flops = 2.0 * n ** 3
+    candidates: dict[str, float] = {}
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    try:
+        import torch
+
+        previous = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        try:
+            candidates[f"torch {torch.__version__} mm ({torch.backends.mkldnn.is_available() and 'oneDNN/' or ''}"
+                       f"BLAS, {torch.get_num_threads()} threads)"] = _time_matmul(lambda: torch.mm(ta, tb), flops,
+                                                                                 min_seconds)
+        finally:
+            torch.set_num_threads(previous)
+    except ImportError:
+        pass
+    candidates[f"numpy {np.__version__} matmul (BLAS)"] = _time_matmul(lambda: a @ b, flops, min_seconds)
+    library = max(candidates, key=candidates.get)
+    best = candidates[library]
+    return {"library": library, "gflops": round(best, 2), "gmacs_per_s": round(best / 2, 2), "n": n,
+            "dtype": "float32", "threads": threads, "all": {k: round(v, 2) for k, v in candidates.items()}}
+
+
+def gpu_gemm_peak(n: int = 4096) -> dict[str, Any] | None:
+    """Float32 and float16 GEMM rates on the first CUDA GPU (None without one)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    result: dict[str, Any] = {"device": torch.cuda.get_device_name(0), "n": n}
+    for dtype in (torch.float32, torch.float16):
+        a = torch.randn(n, n, device="cuda", dtype=dtype)
+        b = torch.randn(n, n, device="cuda", dtype=dtype)
+
+        def step():
+            torch.mm(a, b)
+            torch.cuda.synchronize()
+
+        result[str(dtype).replace("torch.", "")] = round(_time_matmul(step, 2.0 * n ** 3, 0.5), 1)
+    result["gmacs_per_s"] = result["float32"] / 2
+    return result
+
+
+@lru_cache(maxsize=None)
+def machine_info(threads: int | None = None, measure_peak: bool = True) -> dict[str, Any]:
+    """What this machine is, plus its measured GEMM peak at ``threads`` (cached per process)."""
+    info: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "cpu": cpu_model(),
+        "arch": platform.machine(),
+        "os": f"{platform.system()} {platform.release()}",
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable_cores(),
+        "python": platform.python_version(),
+        "isa": isa_flags(),
+    }
+    try:
+        import psutil
+
+        info["physical_cores"] = psutil.cpu_count(logical=False)
+        info["memory_gb"] = round(psutil.virtual_memory().total / 2 ** 30, 1)
+    except ImportError:
+        pass
+    info["gpu"] = gpu_name()
+    if measure_peak:
+        info["gemm"] = gemm_peak(threads)
+        if info["gpu"]:
+            info["gpu_gemm"] = gpu_gemm_peak()
+    info["id"] = machine_id(info)
+    info["summary"] = machine_summary(info)
+    return info
+
+
+def machine_id(info: dict[str, Any]) -> str:
+    """A short stable id of the host and its CPU (so runs of several machines can be told apart)."""
+    key = f"{info.get('hostname')}|{info.get('cpu')}|{info.get('logical_cores')}|{info.get('os')}"
+    return hashlib.sha1(key.encode()).hexdigest()[:10]
+
+
+def machine_summary(info: dict[str, Any]) -> str:
+    """One line: ``'AMD EPYC, 2 cores (x86_64, Linux 6.1), fp32 GEMM 140 GFLOP/s'``."""
+    cores = info.get("usable_cores") or info.get("logical_cores")
+    text = f"{info.get('cpu')}, {cores} cores ({info.get('arch')}, {info.get('os')})"
+    if info.get("gemm"):
+        text += f", fp32 GEMM {info['gemm']['gflops']:.0f} GFLOP/s"
+    if info.get("gpu"):
+        text += f"; GPU {info['gpu']}"
+    return text

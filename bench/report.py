@@ -1,0 +1,289 @@
+"""Tables, reports and charts of benchmark rows: terminal table, Markdown, JSON and PNG (matplotlib, Agg).
+
+Every table puts the PyTorch eager fp32 row of a (model, input, threads, machine) group first, as the reference,
+with each other row's speed-up over it in the ratio column, and every speed figure next to the artifact's
+fidelity (CC min against fp32). Charts: latency by format/runtime, fidelity against latency with the Pareto
+front across formats and input sizes, and peak memory by format.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+from .schema import SCHEMA, BenchResult
+
+FORMAT_ORDER = ("pytorch-fp32", "onnx-fp32", "onnx-fp16", "onnx-int8", "tflite-fp32", "tflite-fp16", "tflite-dr8",
+                "tflite-int8", "tflite-int8-io", "coreml-fp16", "coreml-w8")
+FAMILY_COLOURS = {"pytorch": "#4c4c4c", "onnx": "#1f77b4", "tflite": "#ff7f0e", "coreml": "#2ca02c"}
+
+
+def _group_key(r: BenchResult) -> tuple:
+    return (r.machine_id, r.model, tuple(r.input_shape), r.threads or 0)
+
+
+def sort_rows(rows: Iterable[BenchResult]) -> list[BenchResult]:
+    """Grouped by (machine, model, input, threads); the reference first, then formats in a fixed order."""
+    def key(r: BenchResult):
+        order = FORMAT_ORDER.index(r.format) if r.format in FORMAT_ORDER else len(FORMAT_ORDER)
+        return (_group_key(r), not r.is_reference, order, r.runtime, r.delegate)
+
+    return sorted(rows, key=key)
+
+
+def _num(value: float | None, fmt: str, missing: str = "-") -> str:
+    return missing if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
+
+
+def _cells(r: BenchResult) -> dict[str, str]:
+    ratio = "1.00x ref" if r.is_reference and r.status == "ok" else (f"{r.ratio:.2f}x" if r.ratio else "-")
+    share = r.peak_share
+    return {
+        "model": r.model, "input": r.size_label, "format / engine": r.label, "thr": _num(r.threads, "d"),
+        "load s": _num(r.load_s, ".2f"), "p50 ms": _num(r.central_ms, ".1f") + ("*" if r.latency_ms_p50 is None
+                                                                               and r.central_ms else ""),
+        "p90 ms": _num(r.latency_ms_p90, ".1f"), "p99 ms": _num(r.latency_ms_p99, ".1f"),
+        "ms/map": _num(r.ms_per_map, ".1f"), "maps/s": _num(r.maps_per_s, ".2f"), "ratio": ratio,
+        "peak MB": _num(r.peak_rss_mb, ".0f"), "size MB": _num(r.file_bytes / 1e6 if r.file_bytes else None, ".1f"),
+        "GMAC/s": _num(r.gmacs_per_s, ".1f"), "%peak": _num(100 * share if share else None, ".0f"),
+        "CC min": _num(r.fidelity_cc_min, ".4f"),
+        "status": r.status if r.status == "ok" else f"{r.status}: {r.error}",
+    }
+
+
+def text_table(rows: Iterable[BenchResult], width_limit: int = 60) -> str:
+    """The results as a fixed-width table (terminal)."""
+    rows = sort_rows(rows)
+    if not rows:
+        return "(no results)"
+    cells = [_cells(r) for r in rows]
+    for c in cells:
+        if len(c["status"]) > width_limit:
+            c["status"] = c["status"][: width_limit - 3] + "..."
+    columns = list(cells[0])
+    widths = {k: max(len(k), *(len(c[k]) for c in cells)) for k in columns}
+    left = {"model", "input", "format / engine", "status"}
+    fmt = lambda c: "  ".join(c[k].ljust(widths[k]) if k in left else c[k].rjust(widths[k]) for k in columns)
+    lines = [fmt({k: k for k in columns}), "-" * sum(widths[k] + 2 for k in columns)]
+    previous = None
+    for r, c in zip(rows, cells):
+        if previous is not None and _group_key(r) != previous:
+            lines.append("")
+        previous = _group_key(r)
+        lines.append(fmt(c).rstrip())
+    if any(r.latency_ms_p50 is None and r.central_ms for r in rows):
+        lines.append("* mean (the tool reports no percentiles)")
+    return "\n".join(lines)
+
+
+def markdown_table(rows: Iterable[BenchResult]) -> str:
+    rows = sort_rows(rows)
+    if not rows:
+        return "(no results)"
+    cells = [_cells(r) for r in rows]
+    columns = list(cells[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for r, c in zip(rows, cells):
+        values = [f"**{c[k]}**" if r.is_reference and k == "format / engine" else c[k].replace("|", "/")
+                  for k in columns]
+        lines.append("| " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+def machines_of(rows: Iterable[BenchResult]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        found.setdefault(r.machine_id or r.machine, {"summary": r.machine, **(r.machine_info or {})})
+    return found
+
+
+def markdown_report(rows: list[BenchResult], targets: list | None = None, claims: list | None = None,
+                    charts: dict[str, str] | None = None, title: str = "salsdk bench") -> str:
+    """The full Markdown report: machine(s), results, targets, claims, profiles, what failed, method."""
+    from .claims import claims_markdown
+    from .targets import targets_text
+
+    rows = sort_rows(rows)
+    parts = [f"# {title}", ""]
+    runs = sorted({r.run_id for r in rows if r.run_id})
+    if runs:
+        parts += [f"Run(s): {', '.join(runs)}; {rows[0].timestamp if rows else ''}", ""]
+    parts += ["## Machines", ""]
+    for mid, info in machines_of(rows).items():
+        gemm = info.get("gemm") or {}
+        line = f"- `{mid}`: {info.get('summary')}"
+        if info.get("isa"):
+            line += f"; ISA: {', '.join(info['isa'])}"
+        if gemm:
+            line += (f"; measured fp32 GEMM peak {gemm.get('gflops')} GFLOP/s = {gemm.get('gmacs_per_s')} GMAC/s "
+                     f"({gemm.get('library')})")
+        parts.append(line)
+    parts += ["", "## Results", "",
+              "Reference row: PyTorch eager fp32 of the same model, input, thread count and machine, measured in the "
+              "same run. ratio = reference p50 / row p50. ms/map divides by the maps one run produces (16 for "
+              "TinyHD-M). peak MB: peak resident memory of the process that ran only that measurement. "
+              "%peak: effective MAC rate as a share of the machine's measured fp32 GEMM peak. CC min: fidelity "
+              "against PyTorch fp32 on held-out real inputs (from the bundle's manifest).", "",
+              markdown_table(rows), ""]
+    if targets:
+        parts += ["## Targets", "", "```", targets_text(targets), "```", ""]
+    if claims:
+        parts += ["## Papers' claims vs ours", "", claims_markdown(claims), ""]
+    if charts:
+        parts += ["## Charts", ""] + [f"![{name}]({Path(path).name})" for name, path in charts.items()] + [""]
+    profiled = [r for r in rows if r.extra.get("profile")]
+    if profiled:
+        parts += ["## Where the time goes (operator profiles)", ""]
+        for r in profiled:
+            p = r.extra["profile"]
+            ops = ", ".join(f"{o['op']} {100 * o['share']:.1f}%" for o in p.get("ops", [])[:6])
+            parts.append(f"- {r.model} {r.size_label} {r.label}, {r.threads} threads ({p.get('tool')}): {ops}")
+            if p.get("nodes"):
+                parts.append("  - slowest nodes: " + ", ".join(f"`{n['node']}` ({n['op']}) {100 * n['share']:.1f}%"
+                                                               for n in p["nodes"][:4]))
+        parts.append("")
+    notes = [(r, n) for r in rows for n in r.notes]
+    if notes:
+        parts += ["## Notes", ""] + sorted({f"- {r.model} {r.label}: {n}" for r, n in notes}) + [""]
+    parts += ["## Method", "",
+              "Each measurement runs in a fresh Python process (`salsdk.bench.worker`): load (timed), one first run, "
+              "warm-up runs, then timed runs on a seeded random input of the artifact's static shape (batch 1), "
+              "stopping early only when a per-measurement time budget is exhausted (at least 3 runs). Peak memory is "
+              "that process's `ru_maxrss`; ONNX Runtime and LiteRT workers do not import PyTorch. Latency "
+              "percentiles are over the timed runs. Throughput is sequential (maps per second at p50). Rows imported "
+              "from phones (`benchmark_model`, the Android demo) have no same-machine PyTorch reference and so no ratio.",
+              ""]
+    return "\n".join(parts)
+
+
+def report_json(rows: list[BenchResult], targets: list | None = None, claims: list | None = None) -> dict[str, Any]:
+    return {"schema": SCHEMA, "runs": sorted({r.run_id for r in rows if r.run_id}),
+            "machines": machines_of(rows), "rows": [r.to_dict() for r in sort_rows(rows)],
+            "targets": [t.to_dict() for t in targets or []], "claims": [c.to_dict() for c in claims or []]}
+
+
+# ---------------------------------------------------------------------------------------------------- charts
+def _family(r: BenchResult) -> str:
+    return "pytorch" if r.is_reference else r.format.split("-")[0]
+
+
+def _chart_label(r: BenchResult, many_machines: bool, many_threads: bool) -> str:
+    label = f"{r.model} {r.size_label} {r.label}"
+    if many_threads:
+        label += f" t{r.threads}"
+    if many_machines:
+        label += f" [{(r.machine or r.machine_id)[:18]}]"
+    return label
+
+
+def write_charts(rows: list[BenchResult], out: Path) -> dict[str, str]:
+    """latency.png, pareto.png and memory.png in ``out``; returns {name: path}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in sort_rows(rows) if r.status == "ok" and r.ms_per_map]
+    if not ok:
+        return {}
+    many_machines = len({r.machine_id for r in ok}) > 1
+    many_threads = len({r.threads for r in ok}) > 1
+    labels = [_chart_label(r, many_machines, many_threads) for r in ok]
+    colours = [FAMILY_COLOURS.get(_family(r), "#9467bd") for r in ok]
+    charts: dict[str, str] = {}
+    height = max(3.0, 0.32 * len(ok) + 1.2)
+
+    # latency by format/runtime
+    fig, ax = plt.subplots(figsize=(11, height))
+    y = range(len(ok))
+    values = [r.ms_per_map for r in ok]
+    p90 = [max(0.0, (r.latency_ms_p90 or r.central_ms) / max(1, r.maps_per_run) - r.ms_per_map) for r in ok]
+    ax.barh(list(y), values, xerr=[[0] * len(ok), p90], color=colours, capsize=2)
+    for i, r in enumerate(ok):
+        text = "ref" if r.is_reference else (f"{r.ratio:.2f}x" if r.ratio else "")
+        cc = f"  CC {r.fidelity_cc_min:.3f}" if r.fidelity_cc_min is not None and not r.is_reference else ""
+        ax.text(values[i], i, f" {values[i]:.1f} ms {text}{cc}", va="center", fontsize=7)
+    ax.set_yticks(list(y), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("latency per output map, p50 (ms; bar end whisker: p90)")
+    ax.set_title("Latency by format and runtime (ratio: speed-up over PyTorch eager fp32)")
+    ax.set_xlim(0, max(values) * 1.45)
+    fig.tight_layout()
+    charts["latency"] = str(out / "latency.png")
+    fig.savefig(charts["latency"], dpi=110)
+    plt.close(fig)
+
+    # fidelity vs latency, Pareto front per model
+    models = sorted({r.model for r in ok})
+    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 4.8), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        pts = [r for r in ok if r.model == model and r.fidelity_cc_min is not None]
+        sizes = sorted({r.size_label for r in pts})
+        markers = dict(zip(sizes, "osD^v<>p*h"))
+        for r in pts:
+            ax.scatter(r.ms_per_map, r.fidelity_cc_min, color=FAMILY_COLOURS.get(_family(r), "#9467bd"),
+                       marker=markers[r.size_label], s=40, zorder=3)
+            ax.annotate(f"{r.label.replace(' / ', '/')} {r.size_label}" + (f" t{r.threads}" if many_threads else ""),
+                        (r.ms_per_map, r.fidelity_cc_min), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        front = pareto_front(pts)
+        if front:
+            ax.step([r.ms_per_map for r in front], [r.fidelity_cc_min for r in front], where="post", color="red",
+                    lw=1, alpha=0.7, label="Pareto front")
+        ax.axhline(0.99, color="grey", ls="--", lw=0.8, label="accept: CC >= 0.99")
+        ax.set_xscale("log")
+        ax.set_xlabel("latency per map, p50 (ms, log)")
+        ax.set_ylabel("fidelity: CC min vs PyTorch fp32")
+        ax.set_title(f"{model}: fidelity vs latency ({', '.join(sizes)})", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    charts["pareto"] = str(out / "pareto.png")
+    fig.savefig(charts["pareto"], dpi=110)
+    plt.close(fig)
+
+    # memory by format
+    mem = [(lab, r) for lab, r in zip(labels, ok) if r.peak_rss_mb]
+    if mem:
+        fig, ax = plt.subplots(figsize=(11, max(3.0, 0.32 * len(mem) + 1.2)))
+        peaks = [r.peak_rss_mb for _, r in mem]
+        base = [min(r.baseline_rss_mb or 0, r.peak_rss_mb) for _, r in mem]
+        ax.barh(range(len(mem)), peaks, color=[FAMILY_COLOURS.get(_family(r), "#9467bd") for _, r in mem],
+                label="peak RSS of the measurement process")
+        ax.barh(range(len(mem)), base, color="white", alpha=0.55, hatch="//", edgecolor="grey",
+                label="before loading the model (runtime imported)")
+        for i, (_, r) in enumerate(mem):
+            ax.text(r.peak_rss_mb, i, f" {r.peak_rss_mb:.0f} MB", va="center", fontsize=7)
+        ax.set_yticks(range(len(mem)), [lab for lab, _ in mem], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlim(0, max(peaks) * 1.2)
+        ax.set_xlabel("MB")
+        ax.set_title("Peak memory by format and runtime (one process per measurement)")
+        ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        charts["memory"] = str(out / "memory.png")
+        fig.savefig(charts["memory"], dpi=110)
+        plt.close(fig)
+    return charts
+
+
+def pareto_front(rows: list[BenchResult]) -> list[BenchResult]:
+    """Rows no other row beats on both latency per map (lower) and CC min (higher), by increasing latency."""
+    front, best_cc = [], -math.inf
+    for r in sorted(rows, key=lambda r: (r.ms_per_map, -(r.fidelity_cc_min or -1))):
+        if r.fidelity_cc_min is not None and r.fidelity_cc_min > best_cc:
+            front.append(r)
+            best_cc = r.fidelity_cc_min
+    return front
+
+
+def write_report(rows: list[BenchResult], out: str | Path, targets: list | None = None,
+                 claims: list | None = None, charts: bool = True, title: str = "salsdk bench") -> dict[str, str]:
+    """Write report.md, results.json and the PNG charts into ``out``; returns {kind: path}."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = write_charts(rows, out) if charts else {}
+    md = out / "report.md"
+    md.write_text(markdown_report(rows, targets, claims, written, title), encoding="utf-8")
+    js = out / "results.json"
+    js.write_text(json.dumps(report_json(rows, targets, claims), indent=2, default=str), encoding="utf-8")
+    return {"markdown": str(md), "json": str(js), **written}

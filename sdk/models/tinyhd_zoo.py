@@ -1,0 +1,85 @@
+"""TinyHD zoo entries: S (MISO) and M (MIMO) at x1, x1/2 and x1/4 channels, with their official checkpoints."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from ..cards import Checkpoint, Claim, ModelCard, Preprocessing
+from ..registry import register_model
+from ..weights import load_state_dict_exactly, read_torch_state_dict
+from .tinyhd import TINYHD_FRAMES, TINYHD_MEAN, TINYHD_SIZE, TINYHD_STD, build_tinyhd, filter_checkpoint
+
+PAPER = ("F. Hu, S. Palazzo, F. Proietto Salanitri, G. Bellitto, M. Moradi, C. Spampinato, K. McGuinness. "
+         "TinyHD: Efficient Video Saliency Prediction with Heterogeneous Decoders using Hierarchical Maps "
+         "Distillation. WACV 2023.")
+COMMIT = "2657310d41501384fc367b4615bc9f27e679b09b"
+RAW = f"https://github.com/feiyanhu/tinyHD/raw/{COMMIT}/weights"
+LICENCE = ("No licence file in feiyanhu/tinyHD: the weights are published for research use without explicit "
+           "terms; check with the authors before redistributing artifacts.")
+TABLE_5A = "TinyHD paper, Table 5a (DHF1K)"
+HARDWARE = "per 16-frame 192x256 clip"
+
+# (mode, width, checkpoint file, sha256 or None, paper params, paper GMACs for 16 output maps)
+VARIANTS = (
+    ("S", 1.0, "d1d2d3_S_lt.pth", None, 3.94e6, 89.12),
+    ("S", 0.5, "d123s_rc2_rc1T.pth", None, 1.37e6, 59.52),
+    ("S", 0.25, "d123s_rc4_rc1T.pth", "939f818117dda22faa1232127f479c107e7932398c2b1901a963c6fe93b3413c", 513.1e3,
+     37.44),
+    ("M", 1.0, "d1d2d3_M_lt.pth", None, 3.92e6, 7.95),
+    ("M", 0.5, "d123m_rc2_rc1T.pth", None, 1.37e6, 6.92),
+    ("M", 0.25, "d123m_rc4_rc1T.pth", "53e8a306d3e260f6c236e99694bec5852ee208b21d816d93a2918c1828771958", 515.3e3,
+     4.06),
+)
+
+PREPROCESSING = Preprocessing(resize="stretch", size=TINYHD_SIZE, channel_order="RGB", scale=1.0 / 255.0,
+                              mean=TINYHD_MEAN, std=TINYHD_STD, frames=TINYHD_FRAMES)
+
+
+def variant_name(mode: str, width: float) -> str:
+    """Registry name, e.g. ``TinyHD-S-x0.25``."""
+    return f"TinyHD-{mode}-x{width:g}"
+
+
+def load_tinyhd_checkpoint(model: nn.Module, path: Path, card: ModelCard) -> None:
+    """Official TinyHD ``.pth`` (state dict under ``student_model``), every key and shape checked."""
+    state = filter_checkpoint(read_torch_state_dict(path, card))
+    load_state_dict_exactly(model, state, str(path), card.name)
+
+
+def _card(mode: str, width: float, filename: str, sha256: str | None, params: float, gmacs16: float) -> ModelCard:
+    miso = mode == "S"
+    maps = "1 map for the clip's last frame (MISO)" if miso else "16 maps, one per input frame (MIMO)"
+    return ModelCard(
+        name=variant_name(mode, width),
+        family="tinyhd",
+        task="video-saliency",
+        summary=f"TinyHD-{mode} at x{width:g} channels: inflated 3-D MobileNetV2 encoder, heterogeneous decoders "
+                f"D1+D2+D3 fused by a 1x1 conv; 16 frames in, {maps}.",
+        paper=PAPER,
+        preprocessing=PREPROCESSING,
+        outputs=("saliency in (0, 1) after the final sigmoid: (B, 1, 192, 256) for S, (B, 1, 16, 192, 256) for M",),
+        output_range="(0, 1)",
+        checkpoint=Checkpoint(url=f"{RAW}/{filename}", filename=f"tinyhd_{filename}", sha256=sha256, format="torch",
+                              state_key="student_model",
+                              notes="" if sha256 else "Not available here; no hash published: pin it with --sha256."),
+        licence=LICENCE,
+        licence_short="no licence file (research)",
+        claims=(
+            Claim("params", params, "trainable parameters", TABLE_5A),
+            Claim("gmacs", gmacs16 / 16,
+                  f"{HARDWARE}, per output map ({gmacs16} GMACs reported for 16 maps)", TABLE_5A),
+        ),
+        temporal="miso" if miso else "mimo",
+        notes="MACs: ours count convolutions with torch's FlopCounterMode; the paper's counter (not stated) comes "
+              "out about 1% higher, consistent with counting BatchNorm, activations and interpolation too.",
+    )
+
+
+def _register_all() -> None:
+    for mode, width, filename, sha256, params, gmacs in VARIANTS:
+        register_model(_card(mode, width, filename, sha256, params, gmacs),
+                       lambda mode=mode, width=width: build_tinyhd(mode, width), load_tinyhd_checkpoint)
+
+
+_register_all()
