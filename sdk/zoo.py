@@ -31,10 +31,11 @@ def create_model(name: str, weights: WeightsArg = OFFICIAL, *, cache_dir: str | 
     """
     entry = get_entry(name)
     card = entry.card
-    model = build_untrained(card.name, seed=seed)
     if weights is None:
+        model = build_untrained(card.name, seed=seed)
         info = WeightsInfo(model=card.name, trained=False, seed=seed)
     else:
+        model = entry.build()
         if isinstance(weights, str) and weights == OFFICIAL:
             path = cached_path(card, cache_dir)
             if not path.is_file():
