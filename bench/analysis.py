@@ -70,17 +70,24 @@ def _layer_macs(module, inputs, output) -> int:
     return out.numel() * (module.in_channels // module.groups) * kernel
 
 
-@lru_cache(maxsize=32)
 def mac_breakdown(model: str, input_shape: tuple[int, ...]) -> MacBreakdown:
     """Count MACs per layer of zoo model ``model`` at ``input_shape`` (no weights or memory needed)."""
-    import torch
-
-    from salsdk.complexity import count_macs, count_params
     from salsdk.registry import get_entry
 
     entry = get_entry(model)
+    result = _breakdown(entry.build, tuple(input_shape))  # students sharing one builder share one count
+    return MacBreakdown(**{**result.__dict__, "model": entry.card.name})
+
+
+@lru_cache(maxsize=32)
+def _breakdown(build, input_shape: tuple[int, ...]) -> MacBreakdown:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from salsdk.complexity import count_params
+
     with torch.device("meta"):
-        net = entry.build().eval()
+        net = build().eval()
     layers: list[tuple[str, str, int, tuple[int, ...]]] = []
     hooks = []
     for name, module in net.named_modules():
@@ -93,13 +100,14 @@ def mac_breakdown(model: str, input_shape: tuple[int, ...]) -> MacBreakdown:
             layers.append((name, kind, _layer_macs(mod, inputs, output), tuple(out.shape)))
 
         hooks.append(module.register_forward_hook(hook))
+    counter = FlopCounterMode(display=False)  # the same count as salsdk.complexity, in the same forward pass
     try:
-        with torch.no_grad():
+        with counter, torch.no_grad():
             net(torch.zeros(input_shape, device="meta"))
     finally:
         for h in hooks:
             h.remove()
-    total = count_macs(net, tuple(input_shape))
+    total = counter.get_total_flops() // 2
     counted = sum(m for _, _, m, _ in layers) or 1
     by_type: dict[str, list[int]] = {}
     by_block: dict[str, int] = {}
@@ -111,11 +119,12 @@ def mac_breakdown(model: str, input_shape: tuple[int, ...]) -> MacBreakdown:
         by_block[block] = by_block.get(block, 0) + macs
     state_bytes = sum(t.numel() * t.element_size() for t in net.state_dict().values())
     return MacBreakdown(
-        model=entry.card.name, input_shape=tuple(input_shape), params=count_params(net), macs=total,
+        model="", input_shape=tuple(input_shape), params=count_params(net), macs=total,
         state_dict_bytes=state_bytes,
         by_type=[{"type": k, "macs": v[0], "layers": v[1], "share": v[0] / counted}
                  for k, v in sorted(by_type.items(), key=lambda kv: -kv[1][0])],
-        by_block=[{"block": k, "macs": v, "share": v / counted} for k, v in sorted(by_block.items(), key=lambda kv: -kv[1])],
+        by_block=[{"block": k, "macs": v, "share": v / counted}
+                  for k, v in sorted(by_block.items(), key=lambda kv: -kv[1])],
         top_layers=[{"layer": n, "type": k, "macs": m, "share": m / counted, "output": list(s)}
                     for n, k, m, s in sorted(layers, key=lambda t: -t[2])[:6]],
     )

@@ -89,7 +89,6 @@ def _time_matmul(fn, flops: float, min_seconds: float) -> float:
 def _onnxruntime_matmul(a, b, threads: int | None):
     """A one-node ONNX MatMul session (ONNX Runtime's MLAS GEMM), or None without onnx/onnxruntime."""
     try:
-        import onnx
         import onnxruntime as ort
         from onnx import TensorProto, helper
     except ImportError:

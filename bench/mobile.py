@@ -238,7 +238,8 @@ def parse_android_demo(data: dict[str, Any]) -> list[BenchResult]:
             row.runs = int(lat.get("runs", 0))
         fid = item.get("fidelity") or {}
         if fid:
-            row.fidelity_cc_min, row.fidelity_cc_mean, row.fidelity_source = fid.get("cc_min"), fid.get("cc_mean"), "measured"
+            row.fidelity_cc_min, row.fidelity_cc_mean = fid.get("cc_min"), fid.get("cc_mean")
+            row.fidelity_source = "measured"
         rows.append(row)
     return rows
 
@@ -265,7 +266,8 @@ def enrich_from_bundles(rows: list[BenchResult], bundles: list[Path]) -> list[Be
         row.bundle = row.bundle or str(bundle)
         fid = manifest.get("fidelity") or {}
         if row.fidelity_cc_min is None and fid:
-            row.fidelity_cc_min, row.fidelity_cc_mean, row.fidelity_source = fid.get("cc_min"), fid.get("cc_mean"), "manifest"
+            row.fidelity_cc_min, row.fidelity_cc_mean = fid.get("cc_min"), fid.get("cc_mean")
+            row.fidelity_source = "manifest"
         row.trained = manifest.get("weights", {}).get("trained")
         row.file_bytes = row.file_bytes or sum(f.get("bytes", 0) for f in manifest.get("files", {}).values()) or None
         params, macs, _ = _complexity(manifest["model"]["name"], shape)

@@ -64,14 +64,17 @@ def text_table(rows: Iterable[BenchResult], width_limit: int = 60) -> str:
     columns = list(cells[0])
     widths = {k: max(len(k), *(len(c[k]) for c in cells)) for k in columns}
     left = {"model", "input", "format / engine", "status"}
-    fmt = lambda c: "  ".join(c[k].ljust(widths[k]) if k in left else c[k].rjust(widths[k]) for k in columns)
-    lines = [fmt({k: k for k in columns}), "-" * sum(widths[k] + 2 for k in columns)]
+    def fmt(c: dict[str, str]) -> str:
+        return "  ".join(c[k].ljust(widths[k]) if k in left else c[k].rjust(widths[k]) for k in columns).rstrip()
+
+    header = fmt({k: k for k in columns})
+    lines = [header, "-" * len(header)]
     previous = None
     for r, c in zip(rows, cells):
         if previous is not None and _group_key(r) != previous:
             lines.append("")
         previous = _group_key(r)
-        lines.append(fmt(c).rstrip())
+        lines.append(fmt(c))
     if any(r.latency_ms_p50 is None and r.central_ms for r in rows):
         lines.append("* mean (the tool reports no percentiles)")
     return "\n".join(lines)
@@ -150,9 +153,10 @@ def markdown_report(rows: list[BenchResult], targets: list | None = None, claims
               "Each measurement runs in a fresh Python process (`salsdk.bench.worker`): load (timed), one first run, "
               "warm-up runs, then timed runs on a seeded random input of the artifact's static shape (batch 1), "
               "stopping early only when a per-measurement time budget is exhausted (at least 3 runs). Peak memory is "
-              "that process's `ru_maxrss`; ONNX Runtime and LiteRT workers do not import PyTorch. Latency "
-              "percentiles are over the timed runs. Throughput is sequential (maps per second at p50). Rows imported "
-              "from phones (`benchmark_model`, the Android demo) have no same-machine PyTorch reference and so no ratio.",
+              "that process's high-water RSS (`VmHWM` on Linux, `ru_maxrss` elsewhere); ONNX Runtime and LiteRT "
+              "workers do not import PyTorch. Latency percentiles are over the timed runs. Throughput is sequential "
+              "(maps per second at p50). Rows imported from phones (`benchmark_model`, the Android demo) have no "
+              "same-machine PyTorch reference and so no ratio.",
               ""]
     return "\n".join(parts)
 
@@ -203,37 +207,42 @@ def write_charts(rows: list[BenchResult], out: Path) -> dict[str, str]:
     for i, r in enumerate(ok):
         text = "ref" if r.is_reference else (f"{r.ratio:.2f}x" if r.ratio else "")
         cc = f"  CC {r.fidelity_cc_min:.3f}" if r.fidelity_cc_min is not None and not r.is_reference else ""
-        ax.text(values[i], i, f" {values[i]:.1f} ms {text}{cc}", va="center", fontsize=7)
+        ax.text(values[i] + p90[i], i, f"  {values[i]:.1f} ms {text}{cc}", va="center", fontsize=7)
     ax.set_yticks(list(y), labels, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("latency per output map, p50 (ms; bar end whisker: p90)")
     ax.set_title("Latency by format and runtime (ratio: speed-up over PyTorch eager fp32)")
-    ax.set_xlim(0, max(values) * 1.45)
+    ax.set_xlim(0, max(v + e for v, e in zip(values, p90)) * 1.45)
     fig.tight_layout()
     charts["latency"] = str(out / "latency.png")
     fig.savefig(charts["latency"], dpi=110)
     plt.close(fig)
 
-    # fidelity vs latency, Pareto front per model
+    # fidelity vs latency, Pareto front per model. y: fidelity loss 1 - CC min on a log axis (better is up), so
+    # fp32 (loss ~1e-7), fp16 (~1e-5) and int8 (~1e-3) artifacts separate instead of piling up at CC = 1.0
     models = sorted({r.model for r in ok})
     fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 4.8), squeeze=False)
     for ax, model in zip(axes[0], models):
         pts = [r for r in ok if r.model == model and r.fidelity_cc_min is not None]
         sizes = sorted({r.size_label for r in pts})
         markers = dict(zip(sizes, "osD^v<>p*h"))
-        for r in pts:
-            ax.scatter(r.ms_per_map, r.fidelity_cc_min, color=FAMILY_COLOURS.get(_family(r), "#9467bd"),
+        for i, r in enumerate(sorted(pts, key=lambda r: r.ms_per_map)):
+            ax.scatter(r.ms_per_map, fidelity_loss(r), color=FAMILY_COLOURS.get(_family(r), "#9467bd"),
                        marker=markers[r.size_label], s=40, zorder=3)
             ax.annotate(f"{r.label.replace(' / ', '/')} {r.size_label}" + (f" t{r.threads}" if many_threads else ""),
-                        (r.ms_per_map, r.fidelity_cc_min), fontsize=6, xytext=(3, 3), textcoords="offset points")
+                        (r.ms_per_map, fidelity_loss(r)), fontsize=6, rotation=20,
+                        xytext=(4, 4 if i % 2 == 0 else -10), textcoords="offset points")
         front = pareto_front(pts)
         if front:
-            ax.step([r.ms_per_map for r in front], [r.fidelity_cc_min for r in front], where="post", color="red",
+            ax.step([r.ms_per_map for r in front], [fidelity_loss(r) for r in front], where="post", color="red",
                     lw=1, alpha=0.7, label="Pareto front")
-        ax.axhline(0.99, color="grey", ls="--", lw=0.8, label="accept: CC >= 0.99")
+        ax.axhline(0.01, color="grey", ls="--", lw=0.8, label="acceptance: CC >= 0.99")
         ax.set_xscale("log")
+        ax.set_yscale("log")
+        worst = max([fidelity_loss(r) for r in pts] + [0.01])
+        ax.set_ylim(min(0.3, worst * 4), 1e-7 / 4)  # inverted: better (smaller loss) up
         ax.set_xlabel("latency per map, p50 (ms, log)")
-        ax.set_ylabel("fidelity: CC min vs PyTorch fp32")
+        ax.set_ylabel("fidelity loss: 1 - CC min vs PyTorch fp32 (log; up is better)")
         ax.set_title(f"{model}: fidelity vs latency ({', '.join(sizes)})", fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
@@ -266,11 +275,19 @@ def write_charts(rows: list[BenchResult], out: Path) -> dict[str, str]:
     return charts
 
 
+def fidelity_loss(r: BenchResult) -> float:
+    """1 - CC min, floored at 1e-7 (float32 round-off) for log axes."""
+    return max(1.0 - (r.fidelity_cc_min if r.fidelity_cc_min is not None else 0.0), 1e-7)
+
+
 def pareto_front(rows: list[BenchResult]) -> list[BenchResult]:
-    """Rows no other row beats on both latency per map (lower) and CC min (higher), by increasing latency."""
+    """Rows no other row beats on both latency per map (lower) and CC min (higher), by increasing latency.
+
+    CC differences below 1e-6 (float32 round-off between fp32 runtimes) count as ties.
+    """
     front, best_cc = [], -math.inf
     for r in sorted(rows, key=lambda r: (r.ms_per_map, -(r.fidelity_cc_min or -1))):
-        if r.fidelity_cc_min is not None and r.fidelity_cc_min > best_cc:
+        if r.fidelity_cc_min is not None and r.fidelity_cc_min > best_cc + 1e-6:  # float round-off is no gain
             front.append(r)
             best_cc = r.fidelity_cc_min
     return front

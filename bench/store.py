@@ -69,7 +69,8 @@ class ResultStore:
         """Store ``rows`` (in one transaction); returns how many were written."""
         values = [(r.run_id, r.timestamp, r.source, r.machine_id, r.machine, r.model, r.format, r.runtime,
                    r.delegate, r.device, "x".join(map(str, r.input_shape)), r.threads, r.status, r.central_ms,
-                   r.ms_per_map, r.ratio, r.peak_rss_mb, r.fidelity_cc_min, SCHEMA, json.dumps(r.to_dict(), default=str))
+                   r.ms_per_map, r.ratio, r.peak_rss_mb, r.fidelity_cc_min, SCHEMA,
+                   json.dumps(r.to_dict(), default=str))
                   for r in rows]
         with closing(self._connect()) as db, db:
             db.executemany(

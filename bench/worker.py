@@ -33,8 +33,9 @@ def max_rss_mb() -> float:
     """Peak resident set size of this process so far, in MB (10^6 bytes).
 
     Linux: ``VmHWM`` of ``/proc/self/status``, the high-water mark of this process's own address space.
-    ``getrusage``'s ``ru_maxrss`` is the fallback (macOS and other systems without /proc); on Linux it would be wrong here,
-    because it carries the parent's peak across fork and exec, so every worker would start at the parent's size.
+    ``getrusage``'s ``ru_maxrss`` is the fallback (macOS and other systems without /proc); on Linux it would be
+    wrong here, because it carries the parent's peak across fork and exec: every worker would start at the
+    parent's size.
     """
     try:
         with open("/proc/self/status", encoding="ascii") as f:

@@ -176,6 +176,10 @@ class LiteRTRuntime(Runtime):
         if batch.ndim != expected:
             raise BundleError(f"{self.path.name} expects a rank-{expected} canonical batch, got shape {batch.shape}")
         x = self._to_model(np.asarray(batch, dtype=np.float32))
+        expected_sample = tuple(int(d) for d in self.input["shape"][1:])
+        if self.max_batch is not None and x.shape[1:] != expected_sample:
+            raise BundleError(f"{self.path.name} takes {self.input_layout} samples of shape {expected_sample} "
+                              f"(input_hw {self.input_hw}); the canonical batch {batch.shape} does not match")
         step = self.max_batch or len(x)
         parts = [self._invoke(x[i:i + step]) for i in range(0, len(x), step)]
         return [np.ascontiguousarray(np.concatenate([p[k] for p in parts]), dtype=np.float32)

@@ -1,0 +1,278 @@
+"""``salsdk bench``: schema and database, phone imports, claims, GEMM peak, a tiny real run, reports.
+
+No test asserts a timing: the machine may be shared and slow. They check that the numbers exist, are consistent
+and land where they should.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from salsdk.bench.schema import ANDROID_DEMO_EXAMPLE, BenchResult, latency_stats, percentile
+
+BENCHMARK_MODEL_LOG = """\
+STARTING!
+Log parameter values verbosely: [0]
+Num threads: [4]
+Graph: [/data/local/tmp/salsdk/UniSal-tflite-int8/model.tflite]
+#threads used for CPU inference: [4]
+Use xnnpack: [1]
+Loaded model /data/local/tmp/salsdk/UniSal-tflite-int8/model.tflite
+INFO: Created TensorFlow Lite XNNPACK delegate for CPU.
+The input model file size (MB): 11.6101
+Initialized session in 2.81ms.
+Running benchmark for at least 1 iterations and at least 0.5 seconds but terminate if exceeding 150 seconds.
+count=5 first=9812 curr=8650 min=8602 max=9812 avg=8701.3 std=420
+
+Running benchmark for at least 50 iterations and at least 1 seconds but terminate if exceeding 150 seconds.
+count=50 first=8512 curr=8530 min=8402 max=9012 avg=8531.1 std=102
+
+Inference timings in us: Init: 2810, First inference: 9812, Warmup (avg): 8701.3, Inference (avg): 8531.1
+Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE to the actual \
+memory footprint of the model at runtime. Take the information at your discretion.
+Peak memory footprint (MB): init=3.2, overall=12.5
+"""
+
+
+def _row(**kw) -> BenchResult:
+    base = dict(model="UniSal", format="onnx-int8", runtime="onnxruntime", precision="int8",
+                input_shape=[1, 3, 480, 640], threads=2, macs=58_830_297_600, run_id="r1", machine_id="m1",
+                machine="test machine", machine_info={"gemm": {"gmacs_per_s": 50.0, "library": "test"},
+                                                      "isa": ["avx2"]},
+                fidelity_cc_min=0.995, fidelity_cc_mean=0.996, fidelity_source="manifest",
+                **latency_stats([100.0, 110.0, 120.0]))
+    base.update(kw)
+    return BenchResult(**base)
+
+
+# ------------------------------------------------------------------------------------------ schema and store
+def test_percentiles_and_stats():
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    stats = latency_stats([10.0, 20.0, 30.0])
+    assert stats["latency_ms_p50"] == 20.0 and stats["runs"] == 3 and stats["latency_ms_min"] == 10.0
+
+
+def test_result_round_trip_and_derived_values():
+    row = _row(maps_per_run=16, notes=["n"], extra={"profile": {"ops": []}})
+    again = BenchResult.from_dict(json.loads(json.dumps(row.to_dict())))
+    assert again == row
+    assert row.ms_per_map == pytest.approx(110.0 / 16)
+    assert row.gmacs_per_s == pytest.approx(58.8302976 / 0.110)
+    assert row.peak_share == pytest.approx(row.gmacs_per_s / 50.0)
+    assert row.accepted and not _row(fidelity_cc_min=0.98).accepted
+
+
+def test_store_round_trip(tmp_path):
+    from salsdk.bench.store import ResultStore
+
+    store = ResultStore(tmp_path / "bench.sqlite")
+    rows = [_row(format="pytorch-fp32", runtime="pytorch"), _row(), _row(run_id="r2", model="AIM")]
+    assert store.add(rows) == 3
+    assert store.query(run_id="r1") == rows[:2]
+    assert [r.model for r in store.query(model="aim")] == ["AIM"]
+    assert store.latest_run_id() == "r2"
+    assert {r["run_id"] for r in store.runs()} == {"r1", "r2"}
+
+
+# ----------------------------------------------------------------------------------------------- phones
+def test_benchmark_model_parser():
+    from salsdk.bench.mobile import parse_benchmark_model
+
+    row = parse_benchmark_model(BENCHMARK_MODEL_LOG, device_name="Pixel 7")
+    assert (row.model, row.format, row.runtime, row.delegate, row.threads) == ("UniSal", "tflite-int8", "litert",
+                                                                             "xnnpack", 4)
+    assert row.load_s == pytest.approx(0.00281) and row.first_run_ms == pytest.approx(9.812)
+    assert row.latency_ms_mean == pytest.approx(8.5311) and row.latency_ms_min == pytest.approx(8.402)
+    assert row.runs == 50 and row.warmup == 5 and row.latency_ms_p50 is None
+    assert row.central_ms == pytest.approx(8.5311)
+    assert (row.baseline_rss_mb, row.peak_rss_mb) == (3.2, 12.5)
+    assert row.file_bytes == 11_610_100 and row.source == "benchmark_model" and row.machine == "Pixel 7"
+    # the upstream tool's spelling (space, no comma), the GPU delegate, explicit names
+    text = (BENCHMARK_MODEL_LOG.replace("init=3.2, overall=12.5", "init=4.92969 overall=138.809")
+            .replace("Use xnnpack: [1]", "Use gpu: [1]"))
+    gpu = parse_benchmark_model(text, model="AIM", format="tflite-fp32")
+    assert (gpu.model, gpu.format, gpu.delegate, gpu.peak_rss_mb) == ("AIM", "tflite-fp32", "gpu", 138.809)
+    with pytest.raises(ValueError):
+        parse_benchmark_model("ERROR: could not open model")
+
+
+def test_android_demo_parser():
+    from salsdk.bench.mobile import parse_android_demo
+
+    rows = parse_android_demo(ANDROID_DEMO_EXAMPLE)
+    assert [(r.model, r.format, r.delegate) for r in rows] == [("UniSal", "tflite-int8", "xnnpack"),
+                                                               ("UniSal", "tflite-fp32", "gpu")]
+    first, second = rows
+    assert first.input_shape == [1, 3, 480, 640]  # NHWC from the phone -> canonical NCHW
+    assert first.latency_ms_p50 == pytest.approx(41.05) and first.runs == 4
+    assert first.fidelity_cc_min == 0.993 and first.source == "android-demo" and "Pixel 7" in first.machine
+    assert second.latency_ms_p50 == 22.1 and second.runs == 50 and second.load_s == pytest.approx(0.95)
+
+
+def _fake_bundle(folder: Path, name: str, runtime: str, key: str) -> Path:
+    from salsdk.manifest import SCHEMA
+
+    bundle = folder / name
+    bundle.mkdir(parents=True)
+    (bundle / "model.tflite").write_bytes(b"0")
+    manifest = {"schema": SCHEMA, "model": {"name": "UniSal", "temporal": None}, "model_file": "model.tflite",
+                "format": {"key": key, "runtime": runtime, "precision": key.split("-")[1]},
+                "input": {"shape": [1, 192, 256, 3], "layout": "NHWC",
+                          "preprocessing": {"size": [192, 256], "frames": 1}},
+                "fidelity": {"cc_min": 0.995, "cc_mean": 0.997}, "weights": {"trained": False, "seed": 0}}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    return bundle
+
+
+def test_device_plan(tmp_path):
+    from salsdk.bench.mobile import device_plan, plan_script
+
+    _fake_bundle(tmp_path, "UniSal-tflite-int8", "litert", "tflite-int8")
+    _fake_bundle(tmp_path, "UniSal-onnx-fp32", "onnxruntime", "onnx-fp32")
+    from salsdk.bench.measure import discover_bundles
+
+    plan = device_plan(discover_bundles([tmp_path]), threads=(1, 4))
+    assert {p["bundle"] for p in plan} == {"UniSal-tflite-int8"}  # benchmark_model runs .tflite only
+    commands = [" ".join(p["command"]) for p in plan]
+    assert len(plan) == 2 + 2 + 1 + 1  # cpu x2 threads, xnnpack x2 threads, gpu, nnapi
+    assert any("--use_xnnpack=false --num_threads=1" in c or ("--num_threads=1" in c and "--use_xnnpack=false" in c)
+               for c in commands)
+    assert any("--use_xnnpack=true" in c and "--num_threads=4" in c for c in commands)
+    assert any("--use_gpu=true" in c for c in commands) and any("--use_nnapi=true" in c for c in commands)
+    assert all("--graph=/data/local/tmp/salsdk/UniSal-tflite-int8/model.tflite" in c for c in commands)
+    script = plan_script(plan)
+    assert script.startswith("#!/bin/sh") and "adb push" in script and "report_peak_memory_footprint" in script
+
+
+def test_import_cli_enriches_from_bundles(tmp_path):
+    from salsdk.bench.cli import main
+    from salsdk.bench.store import ResultStore
+
+    bundles = tmp_path / "bundles"
+    _fake_bundle(bundles, "UniSal-tflite-int8", "litert", "tflite-int8")
+    log = tmp_path / "UniSal-tflite-int8__xnnpack_t4.txt"
+    log.write_text(BENCHMARK_MODEL_LOG)
+    demo = tmp_path / "demo.json"
+    demo.write_text(json.dumps(ANDROID_DEMO_EXAMPLE))
+    db = tmp_path / "db.sqlite"
+    assert main(["import", str(log), str(demo), "--bundles", str(bundles), "--db", str(db),
+                 "--device-name", "Pixel 7", "--out", str(tmp_path / "report")]) == 0
+    rows = ResultStore(db).query()
+    assert {r.source for r in rows} == {"benchmark_model", "android-demo"}
+    imported = next(r for r in rows if r.source == "benchmark_model")
+    assert imported.input_shape == [1, 3, 192, 256] and imported.fidelity_cc_min == 0.995
+    assert imported.macs and imported.params == 10_448_833
+    assert (tmp_path / "report" / "report.md").is_file()
+
+
+# ------------------------------------------------------------------------------------------ claims, machine
+def test_claims_table_lists_every_card_claim():
+    from salsdk.bench.claims import claims_table, models_with_claims
+    from salsdk.registry import get_card
+
+    models = models_with_claims()
+    assert {"UniSal", "TinyHD-S-x0.25", "TinyHD-M-x0.25"} <= set(models)
+    table = claims_table(models, [])
+    for model in models:
+        for claim in get_card(model).claims:
+            assert any(model in c.models.split(", ") and c.metric == claim.metric and c.paper_setting == claim.context
+                       for c in table), (model, claim)
+    sizes = [c for c in table if c.metric == "size_mb" and "UniSal" in c.models]
+    assert sizes and "41.2 MB" == sizes[0].paper and "fp32 state dict 41.9 MB" in sizes[0].ours
+    gmacs = next(c for c in table if c.metric == "gmacs" and c.models == "TinyHD-S-x0.25")
+    assert gmacs.paper.startswith("2.34") and "GMACs" in gmacs.ours and "% vs paper" in gmacs.verdict
+
+
+def test_claims_use_measurements_at_the_papers_size():
+    from salsdk.bench.claims import claim_rows
+
+    rows = [_row(format="pytorch-fp32", runtime="pytorch", fidelity_cc_min=1.0, **latency_stats([1600.0])),
+            _row(**latency_stats([200.0]))]
+    latency = [c for c in claim_rows("UniSal", rows) if c.metric == "latency_s"]
+    cpu, gpu = latency
+    assert "onnx-int8 / onnxruntime 0.200 s" in cpu.ours and "2.00x faster than the paper" in cpu.verdict
+    assert "test machine" in cpu.our_setting and gpu.ours == "no GPU here"
+
+
+def test_gemm_peak_positive():
+    from salsdk.bench.machine import gemm_peak, machine_info
+
+    peak = gemm_peak(threads=1, n=256, min_seconds=0.05)
+    assert peak["gflops"] > 0 and peak["gmacs_per_s"] == pytest.approx(peak["gflops"] / 2, rel=0.01)
+    assert len(peak["all"]) >= 2
+    info = machine_info(None, measure_peak=False)
+    assert info["cpu"] and info["usable_cores"] >= 1 and info["id"]
+
+
+def test_targets_say_by_how_much_and_why():
+    from salsdk.bench.measure import attach_ratios
+    from salsdk.bench.targets import check_all, targets_text
+
+    rows = attach_ratios([_row(format="pytorch-fp32", runtime="pytorch", fidelity_cc_min=1.0,
+                               **latency_stats([1000.0])),
+                          _row(**latency_stats([500.0])),
+                          _row(format="tflite-int8", runtime="litert", delegate="xnnpack", fidelity_cc_min=0.95,
+                               **latency_stats([100.0])),
+                          _row(format="tflite-fp32", runtime="litert", status="failed", error="boom")])
+    (result,) = check_all(rows)
+    assert result.status == "missed" and result.best["label"] == "onnx-int8 / onnxruntime"
+    text = targets_text([result])
+    assert "2.00x vs 4x required: 2.00x short" in text and "1.25x too slow" in text
+    assert "dense conv 3x3" in text and "GEMM peak" in text and "not eligible" in text and "boom" in text
+
+
+# -------------------------------------------------------------------------------------- a tiny real run
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """UniSal, random init, 64x64, PyTorch eager + ONNX fp32, 3 runs each, through the CLI."""
+    from salsdk.bench.cli import main
+
+    root = tmp_path_factory.mktemp("bench")
+    code = main(["--model", "UniSal", "--random-init", "--size", "64x64", "--formats", "onnx-fp32", "--runs", "3",
+                 "--warmup", "1", "--max-seconds", "10", "--threads", "1", "--cache-dir", str(root / "cache"),
+                 "--db", str(root / "db.sqlite"), "--out", str(root / "report"), "--quiet", "--claims"])
+    return code, root
+
+
+def test_tiny_run_rows(tiny_run):
+    from salsdk.bench.store import ResultStore
+
+    code, root = tiny_run
+    assert code == 0
+    rows = ResultStore(root / "db.sqlite").query()
+    assert [(r.format, r.runtime, r.status) for r in rows] == [("pytorch-fp32", "pytorch", "ok"),
+                                                               ("onnx-fp32", "onnxruntime", "ok")]
+    ref, onnx = rows
+    assert ref.is_reference and ref.ratio == pytest.approx(1.0)
+    assert onnx.ratio == pytest.approx(ref.central_ms / onnx.central_ms)
+    for r in rows:
+        assert r.input_shape == [1, 3, 64, 64] and r.threads == 1 and r.runs == 3
+        assert r.peak_rss_mb > r.baseline_rss_mb > 0 and r.load_s > 0 and r.first_run_ms > 0
+        assert r.params == 10_448_833 and r.macs > 0 and r.gmacs_per_s > 0 and r.file_bytes > 40e6
+        assert r.fidelity_cc_min is not None and r.machine_info["gemm"]["gflops"] > 0
+    assert onnx.fidelity_source == "manifest" and onnx.fidelity_cc_min > 0.99
+    assert not any("PyTorch was loaded" in n for n in onnx.notes)  # ONNX worker ran without torch
+    assert onnx.extra["profile"]["ops"] and ref.extra["profile"]["ops"]  # where the time goes
+
+
+def test_tiny_run_report_files(tiny_run):
+    _, root = tiny_run
+    report = root / "report"
+    for name in ("report.md", "results.json", "latency.png", "pareto.png", "memory.png"):
+        assert (report / name).is_file() and (report / name).stat().st_size > 0, name
+    text = (report / "report.md").read_text()
+    assert "1.00x ref" in text and "Papers' claims vs ours" in text and "41.2 MB" in text
+    data = json.loads((report / "results.json").read_text())
+    assert len(data["rows"]) == 2 and data["claims"]
+
+
+def test_tiny_run_table_and_report_action(tiny_run, capsys):
+    from salsdk.bench.cli import main
+
+    _, root = tiny_run
+    assert main(["report", "--db", str(root / "db.sqlite"), "--out", str(root / "again")]) == 0
+    out = capsys.readouterr().out
+    assert "pytorch-fp32 / pytorch" in out and "1.00x ref" in out and "onnx-fp32 / onnxruntime" in out
+    assert (root / "again" / "report.md").is_file()

@@ -1,0 +1,283 @@
+"""TFLite and Core ML exporters, the LiteRT runtime and the Core ML simulation, on a small KDSalBox student.
+
+One UniSal student at 96x128 is exported to ONNX, then to the five TFLite formats and the two Core ML formats,
+each once per session; the checks compare every artifact with the PyTorch fp32 model on real photographs.
+
+The stand-in network is the untrained UniSal with its residual branches damped (each residual block's last
+BatchNorm scaled by 0.3, like a "zero-gamma" initialisation). The plain untrained student (He-normal weights,
+BatchNorm statistics from photos) is chaotic: merely rounding its weights to float16 in PyTorch moves its maps
+to CC 0.93-0.99, so it cannot tell a converter's error from its own amplification; trained networks, and the
+damped one, are stable (fp16 weights: CC > 0.9999).
+"""
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnx2tf")
+pytest.importorskip("tensorflow")
+pytest.importorskip("ai_edge_litert")
+pytest.importorskip("coremltools")
+
+import salsdk  # noqa: E402
+from salsdk.contract import Contract  # noqa: E402
+from salsdk.convert.context import ExportContext  # noqa: E402
+from salsdk.convert.formats import FORMATS_BY_KEY  # noqa: E402
+from salsdk.errors import BundleError  # noqa: E402
+from salsdk.models.mobilenetv2 import InvertedResidual  # noqa: E402
+from salsdk.runtimes.litert_runtime import LiteRTRuntime  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+HW = (96, 128)
+TFLITE_KEYS = ("tflite-fp32", "tflite-fp16", "tflite-dr8", "tflite-int8", "tflite-int8-io")
+COREML_KEYS = ("coreml-fp16", "coreml-w8")
+MIN_CC = {"tflite-fp32": 0.999, "tflite-fp16": 0.999, "tflite-dr8": 0.95, "tflite-int8": 0.95,
+          "tflite-int8-io": 0.95, "coreml-fp16": 0.999, "coreml-w8": 0.98}
+RESULTS: dict[str, float] = {}  # CC per format, printed at the end of the module (pytest -s)
+
+
+def _photos() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Real RGB photographs shipped with scikit-image: six for calibration, two held out."""
+    from skimage import data
+
+    calibration = [data.astronaut(), data.coffee(), data.rocket(), data.hubble_deep_field(),
+                   data.immunohistochemistry(), data.retina()]
+    held_out = [data.chelsea(), data.stereo_motorcycle()[0]]
+    return calibration, held_out
+
+
+def _preprocess(rgb: np.ndarray) -> np.ndarray:
+    """Resize to 96x128 as 8-bit pixels (what a camera/image buffer holds), then /255; (3, H, W) float32."""
+    from skimage.transform import resize
+
+    pixels = np.round(resize(rgb, HW, order=1, anti_aliasing=True, preserve_range=True)).clip(0, 255)
+    return (pixels / 255.0).astype(np.float32).transpose(2, 0, 1)
+
+
+def _stable_student() -> torch.nn.Module:
+    """Untrained UniSal with damped residual branches (see the module docstring)."""
+    model = salsdk.create_model("UniSal", weights=None)
+    for module in model.modules():
+        if isinstance(module, InvertedResidual) and module.use_residual:
+            norm = module.conv[-1]
+            norm.weight.data *= 0.3
+            norm.bias.data *= 0.3
+    return model.eval()
+
+
+def min_cc(candidate: np.ndarray, reference: np.ndarray) -> float:
+    """Lowest Pearson CC over the maps of a batch."""
+    return float(min(np.corrcoef(c.ravel(), r.ravel())[0, 1] for c, r in zip(candidate, reference)))
+
+
+@pytest.fixture(scope="session")
+def export_ctx(tmp_path_factory) -> ExportContext:
+    """The context the pipeline would build, with the fp32 ONNX model exported as the pipeline does it
+    (``torch.onnx.export``, TorchScript exporter, opset 17, input ``input``, output ``saliency``, onnxslim)."""
+    from salsdk.convert.onnx_export import export_fp32
+
+    workdir = tmp_path_factory.mktemp("tflite_coreml")
+    model = _stable_student()
+    calibration, _ = _photos()
+    card = model.salsdk_card
+    ctx = ExportContext(card=card, contract=Contract.from_card(card, size=HW, trained=False), model=model,
+                        weights=model.salsdk_weights, input_shape=(1, 3, *HW),
+                        calibration=np.stack([_preprocess(p) for p in calibration]),
+                        calibration_sources=["skimage:astronaut", "skimage:coffee", "skimage:rocket",
+                                             "skimage:hubble_deep_field", "skimage:immunohistochemistry",
+                                             "skimage:retina"],
+                        workdir=workdir)
+    ctx.onnx_fp32 = workdir / "model_fp32.onnx"
+    export_fp32(ctx, ctx.onnx_fp32)
+    return ctx
+
+
+@pytest.fixture(scope="session")
+def evaluation(export_ctx) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out photographs (and one flipped calibration photo) with the PyTorch fp32 maps."""
+    calibration, held_out = _photos()
+    inputs = np.stack([_preprocess(p) for p in held_out] + [_preprocess(calibration[0][:, ::-1])])
+    with torch.no_grad():
+        reference = export_ctx.model(torch.from_numpy(inputs)).numpy()
+    return inputs, reference
+
+
+def _export_all(ctx: ExportContext, keys: tuple[str, ...], exporter, root: Path) -> dict:
+    artifacts = {}
+    for key in keys:
+        dest = root / key
+        dest.mkdir(parents=True)
+        started = time.perf_counter()
+        result = exporter(ctx, FORMATS_BY_KEY[key], dest)
+        artifacts[key] = (result, dest / result.model_file, time.perf_counter() - started)
+    return artifacts
+
+
+@pytest.fixture(scope="session")
+def tflite_artifacts(export_ctx, tmp_path_factory) -> dict:
+    from salsdk.convert.tflite_export import export_tflite
+
+    return _export_all(export_ctx, TFLITE_KEYS, export_tflite, tmp_path_factory.mktemp("tflite"))
+
+
+@pytest.fixture(scope="session")
+def coreml_artifacts(export_ctx, tmp_path_factory) -> dict:
+    from salsdk.convert.coreml_export import export_coreml
+
+    return _export_all(export_ctx, COREML_KEYS, export_coreml, tmp_path_factory.mktemp("coreml"))
+
+
+# ------------------------------------------------------------------------------------------------------ TFLite
+@pytest.mark.parametrize("key", TFLITE_KEYS)
+def test_tflite_format_converts_and_matches_pytorch(key, tflite_artifacts, evaluation):
+    result, path, seconds = tflite_artifacts[key]
+    inputs, reference = evaluation
+    runtime = LiteRTRuntime(path, threads=2)
+    outputs = runtime.run(inputs)
+    assert len(outputs) == 1 and outputs[0].shape == reference.shape and outputs[0].dtype == np.float32
+    cc = min_cc(outputs[0], reference)
+    RESULTS[key] = cc
+    print(f"{key}: CC min {cc:.5f} vs PyTorch fp32, exported in {seconds:.1f}s, {path.stat().st_size / 1e6:.1f} MB")
+    assert cc >= MIN_CC[key], f"{key}: CC {cc:.4f} below {MIN_CC[key]}"
+    assert result.inputs[0].name == "input" and result.inputs[0].shape == [1, *HW, 3]
+    assert result.inputs[0].layout == "NHWC"
+    assert [o.name for o in result.outputs] == ["saliency"] and result.outputs[0].layout == "NHWC"
+    assert any(note.startswith("ops: ") for note in result.graph_notes)
+
+
+def test_int8_io_has_int8_tensors_with_their_own_quantization(tflite_artifacts):
+    from ai_edge_litert.interpreter import Interpreter
+
+    result, path, _ = tflite_artifacts["tflite-int8-io"]
+    interpreter = Interpreter(model_path=str(path))
+    for spec, detail in ((result.inputs[0], interpreter.get_input_details()[0]),
+                         (result.outputs[0], interpreter.get_output_details()[0])):
+        assert spec.dtype == "int8" and detail["dtype"] == np.int8
+        assert spec.scale == pytest.approx(detail["quantization"][0]) and spec.scale > 0
+        assert spec.zero_point == detail["quantization"][1]
+    float_io = tflite_artifacts["tflite-int8"][0]
+    assert float_io.inputs[0].dtype == "float32" and float_io.outputs[0].dtype == "float32"
+    assert float_io.quantization["io"] == "float32" and result.quantization["io"] == "int8"
+    assert LiteRTRuntime(path).describe()["precision"] == "int8 (int8 input/output)"
+
+
+def test_onnx2tf_folds_the_layout_transposes(tflite_artifacts):
+    from salsdk.convert.tflite_export import op_counts, ops_after_input
+
+    for key, (_, path, _) in tflite_artifacts.items():
+        content = path.read_bytes()
+        assert "TRANSPOSE" not in ops_after_input(content), key
+        assert op_counts(content).get("TRANSPOSE", 0) == 0, key
+
+
+def test_litert_runtime_reports_what_executes(tflite_artifacts, evaluation):
+    inputs, _ = evaluation
+    path = tflite_artifacts["tflite-fp32"][1]
+    runtime = LiteRTRuntime(path, threads=2)
+    info = runtime.describe()
+    assert info["runtime"] == "litert" and info["xnnpack"] is True and info["threads"] == 2
+    assert info["precision"] == "fp32" and runtime.input_hw == HW and runtime.max_batch == 1
+    plain = LiteRTRuntime(path, xnnpack=False)
+    assert plain.describe()["xnnpack"] is False
+    np.testing.assert_allclose(plain.run(inputs[:1])[0], runtime.run(inputs[:1])[0], atol=1e-4)
+    precisions = {key: LiteRTRuntime(p).describe()["precision"] for key, (_, p, _) in tflite_artifacts.items()}
+    assert precisions["tflite-fp16"].startswith("fp16") and precisions["tflite-dr8"].startswith("dynamic-range")
+    assert precisions["tflite-int8"] == "int8 (float input/output)"
+    with pytest.raises(BundleError, match="rank-4"):
+        runtime.run(inputs[0])
+
+
+def test_sensitivity_ranking_and_keep_float(export_ctx, tflite_artifacts, evaluation, tmp_path):
+    from salsdk.convert.tflite_export import export_tflite, op_counts, rank_tflite_sensitivity
+
+    fmt = FORMATS_BY_KEY["tflite-int8"]
+    ranking = rank_tflite_sensitivity(export_ctx, fmt)
+    assert len(ranking) > 20 and len(set(ranking)) == len(ranking)
+    keep = tuple(ranking[:4])
+    result = export_tflite(export_ctx, fmt, tmp_path, keep_float=keep)
+    assert result.quantization["kept_float"] == list(keep)
+    base = op_counts(tflite_artifacts["tflite-int8"][1].read_bytes())
+    kept = op_counts((tmp_path / result.model_file).read_bytes())
+    assert kept != base and kept["DEQUANTIZE"] > base["DEQUANTIZE"]  # float islands wrapped in (de)quantize
+    inputs, reference = evaluation
+    cc = min_cc(LiteRTRuntime(tmp_path / result.model_file).run(inputs)[0], reference)
+    RESULTS["tflite-int8 + 4 layers float"] = cc
+    assert cc >= MIN_CC["tflite-int8"]
+    with pytest.raises(salsdk.ConversionError, match="keep_float"):
+        export_tflite(export_ctx, fmt, tmp_path, keep_float=("no/such/tensor",))
+
+
+def test_tflite_manifest_round_trip(tflite_artifacts, evaluation, tmp_path):
+    from salsdk.convert.tflite_export import embed_manifest, read_embedded_manifest
+
+    path = tmp_path / "model.tflite"
+    shutil.copyfile(tflite_artifacts["tflite-int8-io"][1], path)
+    inputs, _ = evaluation
+    before = LiteRTRuntime(path).run(inputs[:1])[0]
+    assert read_embedded_manifest(path) is None
+    embed_manifest(path, json.dumps({"format": "tflite-int8-io", "note": "première"}))
+    embed_manifest(path, json.dumps({"format": "tflite-int8-io", "note": "seconde"}))
+    assert json.loads(read_embedded_manifest(path)) == {"format": "tflite-int8-io", "note": "seconde"}
+    np.testing.assert_array_equal(LiteRTRuntime(path).run(inputs[:1])[0], before)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+# ------------------------------------------------------------------------------------------------------ Core ML
+def test_coreml_packages_convert_and_validate(coreml_artifacts):
+    from salsdk.runtimes.coreml_runtime import CoreMLRuntime, validate_mlpackage
+
+    for key, (result, path, seconds) in coreml_artifacts.items():
+        print(f"{key}: exported in {seconds:.1f}s")
+        summary = validate_mlpackage(path)
+        assert summary["inputs"][0]["kind"] == "image" and summary["inputs"][0]["shape"] == [1, 3, *HW]
+        assert summary["outputs"] == [{"name": "saliency", "kind": "tensor", "shape": [1, 1, *HW],
+                                       "dtype": "float32"}]
+        assert summary["input_transform"]["kind"] == "image"
+        assert summary["input_transform"]["scale"] == pytest.approx(1 / 255)
+        assert result.inputs[0].dtype == "uint8" and result.outputs[0].layout == "NCHW"
+    assert validate_mlpackage(coreml_artifacts["coreml-fp16"][1])["quantized_weights"] == 0
+    assert validate_mlpackage(coreml_artifacts["coreml-w8"][1])["quantized_weights"] > 40
+    if platform.system() != "Darwin":
+        with pytest.raises(BundleError, match="needs macOS.*validated"):
+            CoreMLRuntime(coreml_artifacts["coreml-fp16"][1])
+
+
+@pytest.mark.parametrize("key", COREML_KEYS)
+def test_coreml_simulation_matches_pytorch(key, export_ctx, coreml_artifacts, evaluation):
+    from salsdk.convert.coreml_export import simulate_coreml, simulation_notes
+
+    inputs, reference = evaluation
+    outputs = simulate_coreml(export_ctx, FORMATS_BY_KEY[key], inputs)
+    cc = min_cc(outputs[0], reference)
+    RESULTS[f"{key} (simulated)"] = cc
+    print(f"{key}: simulated CC min {cc:.5f}; {simulation_notes(export_ctx, FORMATS_BY_KEY[key])}")
+    assert cc >= MIN_CC[key]
+    if key == "coreml-w8":
+        assert any("read from the package" in n for n in simulation_notes(export_ctx, FORMATS_BY_KEY[key]))
+
+
+def test_coreml_manifest_round_trip(coreml_artifacts, tmp_path):
+    from salsdk.convert.coreml_export import embed_manifest, read_embedded_manifest
+    from salsdk.runtimes.coreml_runtime import validate_mlpackage
+
+    path = tmp_path / "model.mlpackage"
+    shutil.copytree(coreml_artifacts["coreml-w8"][1], path)
+    assert read_embedded_manifest(path) is None
+    embed_manifest(path, json.dumps({"v": 1}))
+    embed_manifest(path, json.dumps({"v": 2}))
+    assert json.loads(read_embedded_manifest(path)) == {"v": 2}
+    assert "salsdk_manifest" in validate_mlpackage(path)["metadata_keys"]
+
+
+def test_zz_report():
+    """Print the fidelity figures gathered above (visible with ``pytest -s``)."""
+    for key, cc in RESULTS.items():
+        print(f"  {key:<32} CC min {cc:.5f}")
