@@ -21,7 +21,6 @@ import numpy as np
 
 import salsdk
 from salsdk.contract import Contract
-from salsdk.errors import ConversionError, SalsdkError
 from salsdk.manifest import MANIFEST_NAME, SCHEMA, pin_files, tree_size
 from salsdk.quantize.calibration import CalibrationData, clip_calibration, image_calibration
 from salsdk.quantize.fidelity import FidelityReport, compare_outputs, run_batched
@@ -240,12 +239,15 @@ def convert(opts: ConvertOptions, log: Log = print) -> list[Outcome]:
             staging = Path(tempfile.mkdtemp(prefix=f".{ctx.card.name}-{fmt.key}-", dir=opts.out))
             try:
                 outcome = export_with_gate(ctx, fmt, data, reference, opts.min_cc, staging, log)
-            except (SalsdkError, Exception) as exc:  # one format failing must not lose the others
+            except Exception as exc:  # one format failing must not lose the others
                 shutil.rmtree(staging, ignore_errors=True)
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 log(f"  {fmt.key}: FAILED: {reason}")
                 outcomes.append(Outcome(fmt, "failed", message=reason))
                 continue
+            except BaseException:  # interrupted (Ctrl-C, SIGTERM): leave nothing half-made behind
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
             target = opts.out / f"{ctx.card.name}-{fmt.key}"
             if outcome.status == "rejected":
                 report = opts.out / f"{ctx.card.name}-{fmt.key}.rejected.json"

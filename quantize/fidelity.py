@@ -23,6 +23,7 @@ class FidelityReport:
     n_inputs: int
     inputs: list[str]
     min_cc: float
+    cc_per_input: list[float] = field(default_factory=list)  # one per map, in the order of ``inputs``
     reference: str = "PyTorch fp32 (same weights, same pre-processed inputs)"
     top_class_agreement: float | None = None
     method: str = "executed"  # or "simulated" (CoreML off macOS)
@@ -55,7 +56,8 @@ def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray], in
         cc_mean=float(np.mean([s["cc"] for s in scores])), cc_min=float(np.min([s["cc"] for s in scores])),
         kl_mean=float(np.mean([s["kl"] for s in scores])), sim_mean=float(np.mean([s["sim"] for s in scores])),
         nss_like_mean=float(np.mean([s["nss_like"] for s in scores])), n_inputs=len(inputs), inputs=list(inputs),
-        min_cc=min_cc, top_class_agreement=top, method=method)
+        min_cc=min_cc, cc_per_input=[round(float(s["cc"]), 6) for s in scores], top_class_agreement=top,
+        method=method)
 
 
 def run_batched(run: RunFn, inputs: np.ndarray) -> list[np.ndarray]:

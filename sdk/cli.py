@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "weights": ("salsdk.weights_cli", "fetch, verify and list official checkpoints in the cache"),
     "predict": ("salsdk.predict_cli", "predict saliency maps and overlays for images, folders and videos"),
     "convert": ("salsdk.convert.cli", "convert a zoo model into verified ONNX / TFLite / CoreML bundles"),
+    "bench": ("salsdk.bench.cli", "latency, memory, size and MACs per format and runtime, against the papers"),
 }
 
 

@@ -54,6 +54,11 @@ class InvertedResidual(nn.Module):
         ]
         self.conv = nn.Sequential(*layers)
 
+    @property
+    def residual_branch_norm(self) -> nn.Module | None:
+        """The BatchNorm closing the residual branch (damped in untrained stand-ins), if there is a residual."""
+        return self.conv[-1] if self.use_residual else None
+
     def forward(self, x: Tensor) -> Tensor:
         out = self.conv(x)
         return x + out if self.use_residual else out

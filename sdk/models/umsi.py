@@ -220,6 +220,11 @@ class XceptionBlock(nn.Module):
         else:
             self.residual_conv = self.residual_bn = None
 
+    @property
+    def residual_branch_norm(self) -> nn.Module:
+        """The BatchNorm closing the separable-conv branch (damped in untrained stand-ins)."""
+        return getattr(self, f"sepconv{self.n_sep}_bn")
+
     def forward(self, x: Tensor) -> Tensor:
         residual = x if self.residual_conv is None else self.residual_bn(self.residual_conv(x))
         for i in range(1, self.n_sep + 1):

@@ -1,0 +1,168 @@
+"""``salsdk convert`` end to end: real TinyHD weights, real video frames, bundles, manifests, interruption.
+
+One conversion per session (ONNX fp32, ONNX int8, TFLite fp32 of TinyHD-S-x1/4) feeds every check: the fidelity
+gate on held-out frames, re-running each bundle from its manifest alone with its own runtime, tamper detection,
+and the closing table. Interruption is checked on real ``python -m salsdk.convert`` processes.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import salsdk
+from salsdk.convert.formats import select_formats
+from salsdk.convert.pipeline import ConvertOptions, convert, format_table
+from salsdk.errors import BundleError
+from salsdk.manifest import MANIFEST_NAME, contract_from_manifest, read_manifest
+from salsdk.metrics import cc
+from salsdk.quantize.calibration import clip_calibration
+
+MODEL = "TinyHD-S-x0.25"
+FORMATS = "onnx-fp32,onnx-int8,tflite-fp32"
+
+
+@pytest.fixture(scope="session")
+def converted(tmp_path_factory, tinyhd_s_weights, shared_video):
+    out = tmp_path_factory.mktemp("bundles")
+    log: list[str] = []
+    opts = ConvertOptions(model=MODEL, weights=str(tinyhd_s_weights), formats=select_formats(FORMATS, True, False),
+                          out=out, calib=str(shared_video), n_calib=4, n_eval=2)
+    outcomes = convert(opts, log=log.append)
+    return out, outcomes, log
+
+
+def test_every_format_is_accepted_on_held_out_frames(converted):
+    out, outcomes, log = converted
+    assert [o.format.key for o in outcomes] == FORMATS.split(",")
+    for outcome in outcomes:
+        assert outcome.status.startswith("accepted"), (outcome.format.key, outcome.status, outcome.message)
+        manifest = read_manifest(outcome.bundle)
+        fidelity = manifest["fidelity"]
+        assert fidelity["passed"] and fidelity["cc_min"] >= 0.99 and fidelity["method"] == "executed"
+        assert len(fidelity["cc_per_input"]) == fidelity["n_inputs"] == 2
+        assert manifest["weights"]["trained"] is True and manifest["model"]["name"] == MODEL
+    quantization = read_manifest(out / f"{MODEL}-onnx-int8")["quantization"]
+    held_out = set(read_manifest(out / f"{MODEL}-onnx-int8")["fidelity"]["inputs"])
+    assert held_out and not held_out & set(quantization["calibration_inputs"])
+    assert all("#frames" in name for name in held_out)  # frames of the shared video, named by range
+    assert any(line.startswith("[1/4] preparing") for line in log)
+
+
+def test_output_folder_holds_only_complete_bundles(converted):
+    out, outcomes, _ = converted
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{MODEL}-{k}" for k in FORMATS.split(","))
+    for bundle in out.iterdir():
+        assert not list(bundle.glob(".*")), "no pending manifest or temporary file may remain"
+
+
+@pytest.mark.parametrize("key", FORMATS.split(","))
+def test_bundle_reproduces_its_manifest_numbers_from_the_manifest_alone(converted, key, tinyhd_s_weights,
+                                                                         shared_video):
+    """Inputs rebuilt from the manifest's contract, run by the runtime it names, give the CCs it records."""
+    out, _, _ = converted
+    bundle = out / f"{MODEL}-{key}"
+    predictor = salsdk.load(bundle)
+    manifest = predictor.manifest
+    contract = contract_from_manifest(manifest)
+    assert predictor.describe()["runtime"] == manifest["format"]["runtime"]
+    fidelity = manifest["fidelity"]
+    data = clip_calibration(contract, shared_video, n_calib=len(manifest["quantization"].get("calibration_inputs")
+                                                                 or ["x"] * 4), n_eval=fidelity["n_inputs"])
+    assert data.evaluation_sources == fidelity["inputs"]
+    reference = salsdk.create_model(MODEL, weights=str(tinyhd_s_weights))
+    import torch
+
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(data.evaluation)).numpy()
+    measured = [cc(predictor.runtime.run(clip[None])[0][0, 0], ref[0]) for clip, ref in zip(data.evaluation, expected)]
+    np.testing.assert_allclose(measured, fidelity["cc_per_input"], atol=1e-4)
+
+
+def test_tampered_bundle_is_refused(converted, tmp_path):
+    import shutil
+
+    out, _, _ = converted
+    copy = tmp_path / "tampered"
+    shutil.copytree(out / f"{MODEL}-onnx-fp32", copy)
+    model_file = copy / read_manifest(copy)["model_file"]
+    data = bytearray(model_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model_file.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="SHA-256"):
+        salsdk.load(copy)
+    (copy / MANIFEST_NAME).unlink()
+    with pytest.raises(BundleError, match="interrupted conversion"):
+        read_manifest(copy)
+
+
+def test_closing_table_lists_each_format(converted):
+    _, outcomes, _ = converted
+    table = format_table(outcomes)
+    for key in FORMATS.split(","):
+        assert key in table
+    assert "accepted" in table and "CC min" in table
+
+
+def _convert_process(out: Path, weights: Path, video: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "salsdk.convert", "--model", MODEL, "--weights", str(weights), "--int8",
+               "--format", "onnx-fp32,onnx-int8", "--calib", str(video), "--out", str(out)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_line(process: subprocess.Popen, marker: str, timeout: float = 600) -> str:
+    deadline = time.monotonic() + timeout
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+        if time.monotonic() > deadline:
+            break
+    process.kill()
+    pytest.fail(f"conversion never printed {marker!r}:\n{''.join(seen)}")
+
+
+def _bundles_with_manifest(out: Path) -> list[Path]:
+    return [p.parent for p in out.rglob(MANIFEST_NAME)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_killed_conversion_leaves_no_half_bundle(tmp_path, tinyhd_s_weights, shared_video, sig):
+    """Killed while the int8 artifact is being made: only the finished fp32 bundle has a manifest, and it verifies."""
+    process = _convert_process(tmp_path, tinyhd_s_weights, shared_video)
+    _wait_for_line(process, "[3/3] onnx-int8")
+    time.sleep(1.0)
+    process.send_signal(sig)
+    process.wait(timeout=120)
+    assert process.returncode != 0
+    bundles = _bundles_with_manifest(tmp_path)
+    assert [b.name for b in bundles] == [f"{MODEL}-onnx-fp32"]
+    read_manifest(bundles[0])  # complete: every pinned hash matches
+    if sig == signal.SIGTERM:  # a catchable signal also cleans every temporary folder away
+        assert sorted(p.name for p in tmp_path.iterdir()) == [f"{MODEL}-onnx-fp32"]
+    else:
+        assert not (tmp_path / f"{MODEL}-onnx-int8").exists()
+
+
+@pytest.mark.slow
+def test_cli_exit_status_and_rejection_report(tmp_path, tinyhd_s_weights, shared_video):
+    """An impossible gate: the int8 artifact is rejected with a JSON report and no bundle; exit status 1."""
+    from salsdk.cli import main
+
+    status = main(["convert", "--model", MODEL, "--weights", str(tinyhd_s_weights), "--format", "onnx-int8",
+                   "--int8", "--calib", str(shared_video), "--min-cc", "0.99999", "--out", str(tmp_path)])
+    assert status == 1
+    report = json.loads((tmp_path / f"{MODEL}-onnx-int8.rejected.json").read_text())
+    assert report["status"] == "rejected" and not report["fidelity"]["passed"]
+    assert len(report["fallback_attempts"]) > 1  # the fallback was tried before giving up
+    assert all(a["kept_float"] for a in report["fallback_attempts"][1:])
+    assert not (tmp_path / f"{MODEL}-onnx-int8").exists()
+    assert (tmp_path / f"{MODEL}-onnx-fp32" / MANIFEST_NAME).exists()
