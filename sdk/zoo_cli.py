@@ -30,18 +30,23 @@ def run(args: argparse.Namespace) -> int:
         for name in names:
             c = model_complexity(name)
             rows.append({**get_card(name).to_dict(), "params": c.params, "macs": c.macs,
-                         "gmacs_per_map": c.gmacs_per_map, "macs_input_shape": c.input_shape,
+                         "gmacs_per_map": c.gmacs_per_map, "gmacs_per_map_paper_style": c.gmacs_per_map_paper_style,
+                         "macs_input_shape": c.input_shape,
                          "weights_status": weights_status(name, args.cache_dir)})
         json.dump(rows, sys.stdout, indent=2, default=str)
         print()
         return 0
-    header = f"{'model':<16} {'family':<9} {'input':<18} {'params':>11} {'GMACs/map':>10}  {'weights':<11} licence"
+    header = (f"{'model':<16} {'family':<9} {'input':<18} {'params':>11} {'GMACs/map':>10} {'(ptflops)':>10}  "
+              f"{'weights':<11} licence")
     print(header)
     print("-" * len(header))
     for name in names:
         card, c = get_card(name), model_complexity(name)
         shape = "x".join(str(d) for d in c.input_shape[1:])
-        print(f"{name:<16} {card.family:<9} {shape:<18} {c.params:>11,} {c.gmacs_per_map:>10.2f}  "
+        print(f"{name:<16} {card.family:<9} {shape:<18} {c.params:>11,} {c.gmacs_per_map:>10.2f} "
+              f"{c.gmacs_per_map_paper_style:>10.2f}  "
               f"{weights_status(name, args.cache_dir):<11} {card.licence_short}")
-    print(f"\n{len(names)} models. MACs counted at the input shown (KDSalBox: the paper's 480x640 timing size).")
+    print(f"\n{len(names)} models. MACs counted at the input shown (KDSalBox: the paper's 480x640 timing size); "
+          "GMACs/map counts convolutions, (ptflops) also BatchNorm, activations, biases and resizing, as TinyHD's "
+          "paper does.")
     return 0

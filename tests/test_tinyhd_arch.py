@@ -142,3 +142,15 @@ def test_official_outputs_match_reference(official_outputs, mode):
     assert y.double().mean().item() == pytest.approx(mean, rel=1e-4)
     for pos, value in points.items():
         assert y[0, 0][pos].item() == pytest.approx(value, rel=1e-3, abs=1e-7)
+
+
+@pytest.mark.parametrize("name,paper_gmacs_per_map", [
+    ("TinyHD-S-x1", 5.57), ("TinyHD-S-x0.5", 3.72), ("TinyHD-S-x0.25", 2.34),
+    ("TinyHD-M-x1", 7.95 / 16), ("TinyHD-M-x0.5", 6.92 / 16), ("TinyHD-M-x0.25", 4.06 / 16)])
+def test_ptflops_style_macs_reproduce_the_paper(name, paper_gmacs_per_map):
+    """Tables 1a / 5a: convolutions plus BatchNorm (2), activations, biases and resizing (1 per element)."""
+    from salsdk.complexity import model_complexity
+
+    c = model_complexity(name)
+    assert c.gmacs_per_map_paper_style == pytest.approx(paper_gmacs_per_map, rel=0.005)
+    assert c.gmacs_per_map < c.gmacs_per_map_paper_style  # convolutions alone count less
