@@ -74,7 +74,7 @@ def _setting(rows: list[BenchResult]) -> str:
 
 def claim_rows(model: str, rows: Iterable[BenchResult]) -> list[ClaimRow]:
     """Every claim of ``model``'s card against ``rows`` (measurements of any machines; filtered here)."""
-    from salsdk.complexity import default_input_shape
+    from salsdk.complexity import default_input_shape, model_complexity
     from salsdk.registry import get_card
 
     from .analysis import mac_breakdown
@@ -85,6 +85,7 @@ def claim_rows(model: str, rows: Iterable[BenchResult]) -> list[ClaimRow]:
     shape = default_input_shape(card)
     maps_per_pass = card.preprocessing.frames if card.temporal == "mimo" else 1
     counted = mac_breakdown(card.name, tuple(shape))
+    paper_style_macs = model_complexity(card.name).macs_paper_style
     shape_text = "x".join(map(str, shape[1:]))
     for claim in card.claims:
         unit = UNITS.get(claim.metric, "")
@@ -97,14 +98,15 @@ def claim_rows(model: str, rows: Iterable[BenchResult]) -> list[ClaimRow]:
             verdict = _relative(counted.params, paper_count)
         elif claim.metric == "gmacs":
             maps = maps_in_claim(claim.context)
-            per_map = counted.macs / maps_per_pass / 1e9
-            value = per_map * maps if maps else counted.macs / 1e9
+            per_map = paper_style_macs / maps_per_pass / 1e9
+            value = per_map * maps if maps else paper_style_macs / 1e9
             ours = f"{value:.3g} GMACs"
             frames = card.preprocessing.frames
             if frames > 1 and maps != frames:
                 ours += f" ({per_map * frames:.2f} for {frames} maps)"
             passes = (f"{maps_per_pass} maps per forward pass" if maps_per_pass > 1 else "1 map per forward pass")
-            setting = f"counted (FlopCounter, MACs = FLOPs/2) at input {shape_text}, {passes}"
+            setting = (f"counted as ptflops does (convolutions {counted.macs / maps_per_pass / 1e9:.3g} GMACs/map + "
+                       f"BatchNorm, activations, biases, resizing) at input {shape_text}, {passes}")
             verdict = _relative(value, claim.value)
         elif claim.metric == "size_mb":
             fp32 = counted.state_dict_bytes

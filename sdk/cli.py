@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "predict": ("salsdk.predict_cli", "predict saliency maps and overlays for images, folders and videos"),
     "convert": ("salsdk.convert.cli", "convert a zoo model into verified ONNX / TFLite / CoreML bundles"),
     "bench": ("salsdk.bench.cli", "latency, memory, size and MACs per format and runtime, against the papers"),
+    "export": ("salsdk.export_cli", "copy a TFLite bundle into the Android demo app, with test vectors for its Kotlin core"),
 }
 
 
