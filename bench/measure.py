@@ -293,7 +293,9 @@ def bundle_jobs(bundle: Path, threads: int | None, config: BenchConfig, gpu: boo
         bundle / manifest["model_file"])
     jobs = []
     for delegate, device, options in runtime_variants(fmt["runtime"], gpu):
-        row = BenchResult(model=model["name"], format=fmt["key"], runtime=fmt["runtime"], delegate=delegate,
+        rewrite = (manifest.get("graph") or {}).get("rewrite")
+        label = f"{fmt['key']} [{rewrite.split('-')[1]}]" if rewrite else fmt["key"]  # e.g. "[framewise]"
+        row = BenchResult(model=model["name"], format=label, runtime=fmt["runtime"], delegate=delegate,
                           precision=fmt.get("precision", "?"), device=device, input_shape=shape, threads=threads,
                           maps_per_run=maps_per_run(model.get("temporal"), shape), file_bytes=file_bytes,
                           params=params, macs=macs, fidelity_cc_min=fidelity.get("cc_min"),

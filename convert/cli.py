@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-cc", type=float, default=0.99, help="fidelity gate: minimum CC vs fp32 (default 0.99)")
     parser.add_argument("--size", help="static input size HxW for image models (default: the card's, e.g. 480x640)")
     parser.add_argument("--dynamic-batch", action="store_true", help="ONNX with a dynamic batch dimension")
+    parser.add_argument("--graph", default="auto", choices=["auto", "original", "rewritten"],
+                        help="graph to export: auto (default: the model's export rewrite for the formats that run it "
+                             "faster, i.e. TinyHD without 3-D convolutions for TFLite), original, or rewritten")
     parser.add_argument("--out", required=True, help="output folder for the bundles")
 
 
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     weights = None if args.random_init else (args.weights or "official")
     opts = ConvertOptions(model=args.model, weights=weights, formats=formats, out=Path(args.out), calib=args.calib,
                           min_cc=args.min_cc, size=parse_size(args.size), calibration_method=args.calib_method,
-                          dynamic_batch=args.dynamic_batch)
+                          dynamic_batch=args.dynamic_batch, graph=args.graph)
     outcomes = convert(opts)
     print()
     print(format_table(outcomes))

@@ -37,6 +37,11 @@ class ExportContext:
     opset: int = 17
     dynamic_batch: bool = False
     onnx_fp32: Path | None = None  # set once the ONNX fp32 export exists; other formats derive from it
+    graph: dict[str, Any] | None = None  # the export rewrite ``model`` is (name, summary, measured error), if any
+
+    def graph_record(self) -> dict[str, Any]:
+        """What the manifest says about the exported graph."""
+        return self.graph or {"rewrite": None, "summary": "the zoo model's own graph"}
 
     @property
     def output_names(self) -> tuple[str, ...]:

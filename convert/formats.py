@@ -1,5 +1,10 @@
 """The one table of artifact formats: what each is, which tool makes it, which runtime checks it.
 
+Formats whose row sets ``graph_rewrite`` are exported from the model's registered export rewrite when it has one
+(TinyHD: :mod:`salsdk.models.tinyhd_framewise`, because TFLite has no grouped 3-D convolution); measured on this
+machine, ONNX Runtime runs the original 3-D graph faster, and Core ML has native grouped 3-D convolutions, so
+those rows keep the original graph (``salsdk convert --graph`` overrides the choice).
+
 Adding a format means one exporter function (``module:function`` taking ``(ExportContext, Format, dest_dir)``
 and returning an :class:`~salsdk.convert.context.ExportResult`) and one row here.
 """
@@ -26,6 +31,7 @@ class Format:
     group: Literal["base", "fp16", "int8"]  # selected by default / --fp16 / --int8
     description: str
     sensitivity: str | None = None  # "module:function" ranking layers for the fidelity fallback
+    graph_rewrite: bool = False  # export the model's registered rewrite, if it has one (faster on this runtime)
 
     def load_exporter(self) -> Callable:
         """Import the exporter function (heavy dependencies load only when a format is used)."""
@@ -56,17 +62,17 @@ FORMATS: tuple[Format, ...] = (
            "int8", "ONNX static QDQ int8, per-channel weights, calibrated on real images",
            "salsdk.quantize.onnx_int8:rank_onnx_sensitivity"),
     Format("tflite-fp32", "tflite", "fp32", ".tflite", "litert", "salsdk.convert.tflite_export:export_tflite", False,
-           "base", "TFLite fp32 via onnx2tf, NHWC input"),
+           "base", "TFLite fp32 via onnx2tf, NHWC input", graph_rewrite=True),
     Format("tflite-fp16", "tflite", "fp16", ".tflite", "litert", "salsdk.convert.tflite_export:export_tflite", False,
-           "base", "TFLite with fp16 weights (float compute)"),
+           "base", "TFLite with fp16 weights (float compute)", graph_rewrite=True),
     Format("tflite-dr8", "tflite", "int8-dynamic", ".tflite", "litert",
-           "salsdk.convert.tflite_export:export_tflite", False, "int8", "TFLite dynamic-range int8 weights"),
+           "salsdk.convert.tflite_export:export_tflite", False, "int8", "TFLite dynamic-range int8 weights", graph_rewrite=True),
     Format("tflite-int8", "tflite", "int8", ".tflite", "litert", "salsdk.convert.tflite_export:export_tflite", True,
            "int8", "TFLite full int8 (float input/output), calibrated on real images",
-           "salsdk.convert.tflite_export:rank_tflite_sensitivity"),
+           "salsdk.convert.tflite_export:rank_tflite_sensitivity", graph_rewrite=True),
     Format("tflite-int8-io", "tflite", "int8-io", ".tflite", "litert",
            "salsdk.convert.tflite_export:export_tflite", True, "int8",
-           "TFLite full int8 with int8 input/output tensors", "salsdk.convert.tflite_export:rank_tflite_sensitivity"),
+           "TFLite full int8 with int8 input/output tensors", "salsdk.convert.tflite_export:rank_tflite_sensitivity", graph_rewrite=True),
     Format("coreml-fp16", "coreml", "fp16", ".mlpackage", "coreml", "salsdk.convert.coreml_export:export_coreml",
            False, "base", "CoreML ML Program, fp16 compute"),
     Format("coreml-w8", "coreml", "w8", ".mlpackage", "coreml", "salsdk.convert.coreml_export:export_coreml", False,

@@ -1,5 +1,10 @@
 """The conversion pipeline: model -> calibration -> artifacts -> fidelity gate (with fallback) -> bundles.
 
+Formats marked ``graph_rewrite`` in the format table are exported from the model's registered export rewrite
+(TinyHD without 3-D convolutions), which is first checked against the original on the held-out inputs; the
+manifest's ``graph`` entry says which graph an artifact was made from. The fidelity gate always compares with the
+original fp32 PyTorch model.
+
 Each accepted artifact becomes a bundle folder ``<out>/<model>-<format>/`` holding the model file and
 ``manifest.json``. Bundles are assembled in a hidden temporary folder inside ``<out>`` and renamed into place
 only once complete, so an interrupted or failed conversion never leaves a folder with a manifest behind.
@@ -12,7 +17,7 @@ import platform
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +31,8 @@ from salsdk.quantize.calibration import CalibrationData, clip_calibration, image
 from salsdk.quantize.fidelity import FidelityReport, compare_outputs, run_batched
 from salsdk.runtimes import open_runtime
 from salsdk.runtimes.torch_runtime import TorchRuntime
+from salsdk.errors import ConversionError
+from salsdk.registry import get_entry
 from salsdk.zoo import WeightsArg, create_model
 
 from .context import ExportContext, ExportResult
@@ -34,6 +41,8 @@ from .formats import Format
 PENDING_MANIFEST = ".manifest.json.pending"  # renamed to manifest.json as the very last step of publishing
 CALIBRATION_NPY = "calibration_image_sample_data_20x128x128x3_float32.npy"
 FALLBACK_STEPS = (1, 2, 3, 4, 6, 8, 12, 16)
+GRAPH_CHOICES = ("auto", "original", "rewritten")  # which graph formats export (see ConvertOptions.graph)
+REWRITE_MIN_CC = 0.9999  # an export rewrite must reproduce the original this closely on the held-out inputs
 Log = Callable[[str], None]
 
 
@@ -65,6 +74,12 @@ class ConvertOptions:
     dynamic_batch: bool = False
     n_calib: int | None = None
     n_eval: int | None = None
+    graph: str = "auto"  # auto: each format's table row decides; original / rewritten: every format
+
+
+def uses_rewrite(fmt: Format, graph: str) -> bool:
+    """Whether ``fmt`` is exported from the model's export rewrite under the ``--graph`` choice."""
+    return graph == "rewritten" or (graph == "auto" and fmt.graph_rewrite)
 
 
 def static_size(card, size: tuple[int, int] | None) -> tuple[int, int]:
@@ -97,6 +112,45 @@ def prepare(opts: ConvertOptions, log: Log) -> tuple[ExportContext, CalibrationD
                         workdir=workdir, calibration_method=opts.calibration_method,
                         dynamic_batch=opts.dynamic_batch)
     return ctx, data, reference
+
+
+def rewritten_context(ctx: ExportContext, data: CalibrationData, reference: list[np.ndarray],
+                      log: Log) -> ExportContext | None:
+    """The context of the model's export rewrite (None if it has none), checked on the held-out inputs.
+
+    The rewrite must reproduce the original model (CC >= :data:`REWRITE_MIN_CC` and a float-rounding-sized
+    error); its measured error is recorded in every manifest made from it.
+    """
+    entry = get_entry(ctx.card.name)
+    if entry.export_rewrite is None:
+        return None
+    started = time.perf_counter()
+    rewritten = entry.export_rewrite(ctx.model)
+    outputs = run_batched(TorchRuntime(rewritten, device="cpu").run, data.evaluation)
+    check = compare_outputs(reference, outputs, data.evaluation_sources, REWRITE_MIN_CC)
+    error = max(float(np.abs(o - r).max()) for o, r in zip(outputs, reference))
+    log(f"  export rewrite {entry.rewrite_name}: max abs error {error:.2e}, CC min {check.cc_min:.6f} vs the original "
+        f"on {check.n_inputs} held-out inputs ({time.perf_counter() - started:.1f}s)")
+    if not check.passed:
+        raise ConversionError(f"the export rewrite {entry.rewrite_name} of {ctx.card.name} does not reproduce the "
+                              f"model (CC min {check.cc_min:.6f} < {REWRITE_MIN_CC}); use --graph original")
+    graph = {"rewrite": entry.rewrite_name, "summary": entry.rewrite_summary, "max_abs_error": error,
+             "cc_min_vs_original": check.cc_min, "checked_on": check.inputs}
+    return replace(ctx, model=rewritten, graph=graph, onnx_fp32=None)
+
+
+def onnx_fp32_path(ctx: ExportContext) -> Path:
+    """Where the work folder keeps the fp32 ONNX model of ``ctx``'s graph (original or rewritten)."""
+    return Path(ctx.workdir) / f"model_fp32_{ctx.graph_record()['rewrite'] or 'original'}.onnx"
+
+
+def ensure_onnx_fp32(ctx: ExportContext) -> None:
+    """Export the fp32 ONNX model of ``ctx``'s graph into its work folder if it is not there yet."""
+    if ctx.onnx_fp32 is None:
+        from .onnx_export import export_fp32
+
+        export_fp32(ctx, onnx_fp32_path(ctx))
+        ctx.onnx_fp32 = onnx_fp32_path(ctx)
 
 
 def _summary(names: list[str]) -> str:
@@ -162,6 +216,7 @@ def build_manifest(ctx: ExportContext, fmt: Format, result: ExportResult, fideli
         "fallback_attempts": attempts,
         "fidelity": fidelity.to_dict(),
         "tool_versions": result.tool_versions,
+        "graph": ctx.graph_record(),
         "graph_notes": result.graph_notes,
     }
 
@@ -234,36 +289,50 @@ def convert(opts: ConvertOptions, log: Log = print) -> list[Outcome]:
     ctx, data, reference = prepare(opts, log)
     outcomes: list[Outcome] = []
     try:
+        wanted = opts.graph != "original" and any(uses_rewrite(f, opts.graph) for f in opts.formats)
+        rewritten = rewritten_context(ctx, data, reference, log) if wanted else None
+        if opts.graph == "rewritten" and rewritten is None:
+            raise ConversionError(f"--graph rewritten: {ctx.card.name} has no export rewrite")
         for step, fmt in enumerate(opts.formats, start=2):
-            log(f"[{step}/{len(opts.formats) + 1}] {fmt.key}: {fmt.description}")
-            staging = Path(tempfile.mkdtemp(prefix=f".{ctx.card.name}-{fmt.key}-", dir=opts.out))
-            try:
-                outcome = export_with_gate(ctx, fmt, data, reference, opts.min_cc, staging, log)
-            except Exception as exc:  # one format failing must not lose the others
-                shutil.rmtree(staging, ignore_errors=True)
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                log(f"  {fmt.key}: FAILED: {reason}")
-                outcomes.append(Outcome(fmt, "failed", message=reason))
-                continue
-            except BaseException:  # interrupted (Ctrl-C, SIGTERM): leave nothing half-made behind
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
-            target = opts.out / f"{ctx.card.name}-{fmt.key}"
-            if outcome.status == "rejected":
-                report = opts.out / f"{ctx.card.name}-{fmt.key}.rejected.json"
-                os.replace(staging / "rejected_report.json", report)
-                shutil.rmtree(staging, ignore_errors=True)
-                outcome.message = f"below CC {opts.min_cc}; report: {report}"
-            else:
-                publish(staging, target)
-                outcome.bundle = target
+            fctx = rewritten if rewritten is not None and uses_rewrite(fmt, opts.graph) else ctx
+            graph = f" [graph: {fctx.graph['rewrite']}]" if fctx.graph else ""
+            log(f"[{step}/{len(opts.formats) + 1}] {fmt.key}: {fmt.description}{graph}")
+            outcome = _convert_one(fctx, fmt, data, reference, opts, log)
             if fmt.key == "onnx-fp32" and outcome.bundle:
-                ctx.onnx_fp32 = ctx.workdir / "model_fp32.onnx"
-                shutil.copyfile(outcome.bundle / "model.onnx", ctx.onnx_fp32)
+                fctx.onnx_fp32 = onnx_fp32_path(fctx)
+                shutil.copyfile(outcome.bundle / "model.onnx", fctx.onnx_fp32)
             outcomes.append(outcome)
     finally:
         shutil.rmtree(ctx.workdir, ignore_errors=True)
     return outcomes
+
+
+def _convert_one(ctx: ExportContext, fmt: Format, data: CalibrationData, reference: list[np.ndarray],
+                 opts: ConvertOptions, log: Log) -> Outcome:
+    """Export, gate and publish one format; a failure becomes a "failed" outcome, an interruption cleans up."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{ctx.card.name}-{fmt.key}-", dir=opts.out))
+    try:
+        if fmt.key != "onnx-fp32" and fmt.family != "coreml":
+            ensure_onnx_fp32(ctx)  # every other ONNX and TFLite format derives from it
+        outcome = export_with_gate(ctx, fmt, data, reference, opts.min_cc, staging, log)
+    except Exception as exc:  # one format failing must not lose the others
+        shutil.rmtree(staging, ignore_errors=True)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log(f"  {fmt.key}: FAILED: {reason}")
+        return Outcome(fmt, "failed", message=reason)
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): leave nothing half-made behind
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    target = opts.out / f"{ctx.card.name}-{fmt.key}"
+    if outcome.status == "rejected":
+        report = opts.out / f"{ctx.card.name}-{fmt.key}.rejected.json"
+        os.replace(staging / "rejected_report.json", report)
+        shutil.rmtree(staging, ignore_errors=True)
+        outcome.message = f"below CC {opts.min_cc}; report: {report}"
+    else:
+        publish(staging, target)
+        outcome.bundle = target
+    return outcome
 
 
 def format_table(outcomes: list[Outcome]) -> str:

@@ -23,27 +23,38 @@ FAMILY_MODULES = ("salsdk.models.kdsalbox", "salsdk.models.tinyhd_zoo", "salsdk.
 
 Builder = Callable[[], nn.Module]
 WeightsLoader = Callable[[nn.Module, Path, ModelCard], None]
+GraphRewrite = Callable[[nn.Module], nn.Module]
 
 
 @dataclass(frozen=True)
 class RegistryEntry:
-    """A registered model: its card, how to build it untrained, how to load its official checkpoint."""
+    """A registered model: its card, how to build it untrained, how to load its official checkpoint, and
+    optionally an export rewrite (the same function as a graph that mobile runtimes run faster)."""
 
     card: ModelCard
     build: Builder
     load_weights: WeightsLoader
+    export_rewrite: GraphRewrite | None = None
+    rewrite_name: str | None = None
+    rewrite_summary: str = ""
 
 
 _REGISTRY: dict[str, RegistryEntry] = {}
 _loaded = False
 
 
-def register_model(card: ModelCard, build: Builder, load_weights: WeightsLoader) -> None:
-    """Add one model to the registry (called by the family modules)."""
+def register_model(card: ModelCard, build: Builder, load_weights: WeightsLoader,
+                   export_rewrite: tuple[str, str, GraphRewrite] | None = None) -> None:
+    """Add one model to the registry (called by the family modules).
+
+    ``export_rewrite`` is ``(name, summary, function)``: a function returning the model re-expressed for mobile
+    export (exact up to float rounding), used by the formats whose table row asks for it.
+    """
     key = card.name.lower()
     if key in _REGISTRY:
         raise ValueError(f"model {card.name!r} is registered twice")
-    _REGISTRY[key] = RegistryEntry(card, build, load_weights)
+    name, summary, rewrite = export_rewrite or (None, "", None)
+    _REGISTRY[key] = RegistryEntry(card, build, load_weights, rewrite, name, summary)
 
 
 def _ensure_loaded() -> None:

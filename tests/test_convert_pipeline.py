@@ -1,6 +1,6 @@
 """``salsdk convert`` end to end: real TinyHD weights, real video frames, bundles, manifests, interruption.
 
-One conversion per session (ONNX fp32, ONNX int8, TFLite fp32 of TinyHD-S-x1/4) feeds every check: the fidelity
+One conversion per session (ONNX fp32, ONNX int8, TFLite fp32 and int8 of TinyHD-S-x1/4) feeds every check: the fidelity
 gate on held-out frames, re-running each bundle from its manifest alone with its own runtime, tamper detection,
 and the closing table. Interruption is checked on real ``python -m salsdk.convert`` processes.
 """
@@ -25,7 +25,7 @@ from salsdk.metrics import cc
 from salsdk.quantize.calibration import clip_calibration
 
 MODEL = "TinyHD-S-x0.25"
-FORMATS = "onnx-fp32,onnx-int8,tflite-fp32"
+FORMATS = "onnx-fp32,onnx-int8,tflite-fp32,tflite-int8"
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +52,23 @@ def test_every_format_is_accepted_on_held_out_frames(converted):
     held_out = set(read_manifest(out / f"{MODEL}-onnx-int8")["fidelity"]["inputs"])
     assert held_out and not held_out & set(quantization["calibration_inputs"])
     assert all("#frames" in name for name in held_out)  # frames of the shared video, named by range
-    assert any(line.startswith("[1/4] preparing") for line in log)
+    assert any(line.startswith("[1/5] preparing") for line in log)
+
+
+def test_tflite_bundles_are_made_from_the_graph_without_3d_convolutions(converted):
+    """TFLite artifacts come from the framewise rewrite (recorded, measured), ONNX ones from the original graph."""
+    from salsdk.convert.tflite_export import op_counts
+
+    out, _, log = converted
+    for key in ("tflite-fp32", "tflite-int8"):
+        manifest = read_manifest(out / f"{MODEL}-{key}")
+        graph = manifest["graph"]
+        assert graph["rewrite"] == "tinyhd-framewise-2d" and graph["max_abs_error"] < 1e-5
+        assert graph["cc_min_vs_original"] >= 0.9999
+        ops = op_counts((out / f"{MODEL}-{key}" / manifest["model_file"]).read_bytes())
+        assert "CONV_3D" not in ops and ops.get("DEPTHWISE_CONV_2D", 0) > 50, ops
+    assert read_manifest(out / f"{MODEL}-onnx-fp32")["graph"]["rewrite"] is None
+    assert any("export rewrite tinyhd-framewise-2d: max abs error" in line for line in log)
 
 
 def test_output_folder_holds_only_complete_bundles(converted):

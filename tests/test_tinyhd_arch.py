@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from salsdk.metrics import cc
 from salsdk.models.tinyhd import (
     TINYHD_FRAMES,
     TINYHD_MEAN,
@@ -113,7 +114,7 @@ def test_filter_checkpoint_is_pure():
     assert filter_checkpoint(raw) == raw and filter_checkpoint(raw) is not raw
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def official_outputs(tinyhd_s_weights, tinyhd_m_weights):
     """Both official x1/4 models and their outputs on smooth_clip() at the official 192x256."""
     x = smooth_clip()
@@ -142,6 +143,20 @@ def test_official_outputs_match_reference(official_outputs, mode):
     assert y.double().mean().item() == pytest.approx(mean, rel=1e-4)
     for pos, value in points.items():
         assert y[0, 0][pos].item() == pytest.approx(value, rel=1e-3, abs=1e-7)
+
+
+@pytest.mark.parametrize("mode", ["S", "M"])
+def test_rewrite_reproduces_the_official_checkpoints(official_outputs, mode):
+    from salsdk.models.tinyhd_framewise import framewise_tinyhd, max_abs_error
+
+    model, expected = official_outputs[mode]
+    rewritten = framewise_tinyhd(model)
+    with torch.inference_mode():
+        got = rewritten(smooth_clip())
+    error = max_abs_error(model, rewritten, [smooth_clip()])
+    assert error == pytest.approx(float((got - expected).abs().max()), abs=1e-7)
+    maps = got.reshape(-1, got.shape[-1]).numpy(), expected.reshape(-1, got.shape[-1]).numpy()
+    assert error < 2e-6 and cc(*maps) >= 0.9999
 
 
 @pytest.mark.parametrize("name,paper_gmacs_per_map", [

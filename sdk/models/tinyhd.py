@@ -213,22 +213,43 @@ class TinyHDEncoder(nn.Module):
         return features
 
 
-def shuffle_up(x: Tensor) -> Tensor:
-    """Per-frame pixel shuffle x2: (N, C, T, H, W) -> (N, C/4, T, 2H, 2W)."""
-    n, c, t, h, w = x.shape
-    x = x.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w)
-    x = F.pixel_shuffle(x, 2)
-    return x.view(n, t, c // 4, 2 * h, 2 * w).permute(0, 2, 1, 3, 4)
+class ClipOps:
+    """The layout-dependent steps of TinyHD's forward, on native (N, C, T, H, W) clips.
+
+    The aggregator and the head call only these (plus convolutions, which the modules hold), so the same
+    topology code also runs on clips folded to (N*T, C, H, W) frames: see
+    :class:`salsdk.models.tinyhd_framewise.FramewiseOps`, used by the mobile export graph.
+    """
+
+    def shuffle_up(self, x: Tensor) -> Tensor:
+        """Per-frame pixel shuffle x2: (N, C, T, H, W) -> (N, C/4, T, 2H, 2W)."""
+        n, c, t, h, w = x.shape
+        x = x.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w)
+        x = F.pixel_shuffle(x, 2)
+        return x.view(n, t, c // 4, 2 * h, 2 * w).permute(0, 2, 1, 3, 4)
+
+    def time_up(self, x: Tensor) -> Tensor:
+        """Trilinear x2 in time (``align_corners=True``), space unchanged."""
+        return F.interpolate(x, scale_factor=(2.0, 1.0, 1.0), mode="trilinear", align_corners=True)
+
+    def space_up(self, x: Tensor) -> Tensor:
+        """Trilinear x2 in space (``align_corners=True``), time unchanged."""
+        return F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="trilinear", align_corners=True)
+
+    def cat(self, tensors: Sequence[Tensor]) -> Tensor:
+        """Concatenation along channels."""
+        return torch.cat(list(tensors), dim=1)
+
+    def drop_time(self, x: Tensor) -> Tensor:
+        """A single-frame clip (N, C, 1, H, W) -> its frame (N, C, H, W)."""
+        return x.squeeze(2)
+
+    def repeat_time(self, x: Tensor, frames: int) -> Tensor:
+        """A single-frame clip (N, C, 1, H, W) repeated ``frames`` times in time."""
+        return x.repeat(1, 1, frames, 1, 1)
 
 
-def time_up(x: Tensor) -> Tensor:
-    """Trilinear x2 in time (``align_corners=True``), space unchanged."""
-    return F.interpolate(x, scale_factor=(2.0, 1.0, 1.0), mode="trilinear", align_corners=True)
-
-
-def space_up(x: Tensor) -> Tensor:
-    """Trilinear x2 in space (``align_corners=True``), time unchanged."""
-    return F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="trilinear", align_corners=True)
+NATIVE = ClipOps()
 
 
 def _fused_channels(rc: int) -> tuple[int, int, int, int]:
@@ -282,18 +303,18 @@ class TinyHDAggregator(nn.Module):
         )
 
     @staticmethod
-    def fuse(features: Sequence[Tensor]) -> list[Tensor]:
+    def fuse(features: Sequence[Tensor], ops: ClipOps = NATIVE) -> list[Tensor]:
         """Blocks 1..18 -> x0 (1/2 size), x1 (1/4), x2 (1/8), x3 (1/16), each the concatenation of a group."""
         groups, start = [], 0
         for g in _GROUPS:
-            groups.append(torch.cat(list(features[start : start + len(g)]), dim=1))
+            groups.append(ops.cat(features[start : start + len(g)]))
             start += len(g)
-        up = [shuffle_up(g) for g in groups[1:]]
-        return [torch.cat([groups[0], up[0]], dim=1), up[1], up[2], up[3]]
+        up = [ops.shuffle_up(g) for g in groups[1:]]
+        return [ops.cat([groups[0], up[0]]), up[1], up[2], up[3]]
 
-    def decoder1(self, x: Sequence[Tensor]) -> Tensor:
+    def decoder1(self, x: Sequence[Tensor], ops: ClipOps) -> Tensor:
         """Four single-frame branches, one per fused map, each upsampled to full size; 4 maps."""
-        m = self.aggregate_adapter[0:16]
+        m, shuffle_up = self.aggregate_adapter[0:16], ops.shuffle_up
         y0 = shuffle_up(m[1](m[0](x[0])))
         y0 = m[3](m[2](y0))
         y1 = shuffle_up(m[4](x[1]))
@@ -303,27 +324,27 @@ class TinyHDAggregator(nn.Module):
         for blk in m[8:11]:
             y2 = shuffle_up(blk(y2))
         y2 = m[11](y2)
-        y3 = space_up(x[3]) if self.rc == 4 else shuffle_up(x[3])
+        y3 = ops.space_up(x[3]) if self.rc == 4 else shuffle_up(x[3])
         y3 = m[12](y3)
         for blk in m[13:16]:
             y3 = blk(shuffle_up(y3))
-        return torch.cat([y0, y1, y2, y3], dim=1)
+        return ops.cat([y0, y1, y2, y3])
 
-    def decoder2(self, x: Sequence[Tensor]) -> Tensor:
+    def decoder2(self, x: Sequence[Tensor], ops: ClipOps) -> Tensor:
         """Top-down path from x3 with lateral additions of x2, x1, x0; 1 map."""
-        m = self.aggregate_adapter[16:24]
-        t_up = time_up if self.multi else _identity
+        m, shuffle_up = self.aggregate_adapter[16:24], ops.shuffle_up
+        t_up = ops.time_up if self.multi else _identity
         y = t_up(shuffle_up(m[0](x[3]))) + x[2]
         y = t_up(shuffle_up(m[1](y))) + m[2](x[1])
         y = t_up(shuffle_up(m[3](y))) + m[5](m[4](x[0]))
-        y = shuffle_up(m[6](y)) if self.rc == 1 else space_up(m[6](y))
+        y = shuffle_up(m[6](y)) if self.rc == 1 else ops.space_up(m[6](y))
         return m[7](t_up(y))
 
-    def decoder3(self, x: Sequence[Tensor]) -> Tensor:
+    def decoder3(self, x: Sequence[Tensor], ops: ClipOps) -> Tensor:
         """Dense (DLA-like) aggregation: three rounds of upsample-and-add between neighbouring levels; 1 map."""
-        m = self.aggregate_adapter[24:37]
-        t_up = time_up if self.multi else _identity
-        up = shuffle_up if self.rc == 1 else space_up
+        m, shuffle_up = self.aggregate_adapter[24:37], ops.shuffle_up
+        t_up = ops.time_up if self.multi else _identity
+        up = shuffle_up if self.rc == 1 else ops.space_up
         l1 = [t_up(up(y)) for y in x]
         l1[1:] = [y + blk(z) for y, blk, z in zip(l1[1:], m[0:3], x[:-1])]
         l2 = [t_up(shuffle_up(blk(y))) + lat(z) for blk, y, lat, z in zip(m[3:6], l1[1:], m[6:9], l1[:-1])]
@@ -331,9 +352,9 @@ class TinyHDAggregator(nn.Module):
         l4 = t_up(shuffle_up(l3[1])) + m[11](l3[0])
         return m[12](l4)
 
-    def forward(self, features: Sequence[Tensor]) -> list[Tensor]:
-        x = self.fuse(features)
-        return [torch.sigmoid(d(x)) for d in (self.decoder1, self.decoder2, self.decoder3)]
+    def forward(self, features: Sequence[Tensor], ops: ClipOps = NATIVE) -> list[Tensor]:
+        x = self.fuse(features, ops)
+        return [torch.sigmoid(d(x, ops)) for d in (self.decoder1, self.decoder2, self.decoder3)]
 
 
 def _identity(x: Tensor) -> Tensor:
@@ -350,11 +371,11 @@ class TinyHDHead(nn.Module):
         self.mode = mode
         self.frames = frames
 
-    def forward(self, maps: Sequence[Tensor]) -> Tensor:
+    def forward(self, maps: Sequence[Tensor], ops: ClipOps = NATIVE) -> Tensor:
         if self.mode == "S":
-            return self.decoder(torch.cat(list(maps), dim=1).squeeze(2))
+            return self.decoder(ops.drop_time(ops.cat(maps)))
         d1, d2, d3 = maps  # D1 is single-frame: repeat it over the output frames
-        return self.decoder(torch.cat([d1.repeat(1, 1, self.frames, 1, 1), d2, d3], dim=1))
+        return self.decoder(ops.cat([ops.repeat_time(d1, self.frames), d2, d3]))
 
 
 class TinyHD(nn.Module):

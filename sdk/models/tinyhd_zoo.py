@@ -9,6 +9,7 @@ from ..cards import Checkpoint, Claim, ModelCard, Preprocessing
 from ..registry import register_model
 from ..weights import load_state_dict_exactly, read_torch_state_dict
 from .tinyhd import TINYHD_FRAMES, TINYHD_MEAN, TINYHD_SIZE, TINYHD_STD, build_tinyhd, filter_checkpoint
+from .tinyhd_framewise import REWRITE_NAME, REWRITE_SUMMARY, framewise_tinyhd
 
 PAPER = ("F. Hu, S. Palazzo, F. Proietto Salanitri, G. Bellitto, M. Moradi, C. Spampinato, K. McGuinness. "
          "TinyHD: Efficient Video Saliency Prediction with Heterogeneous Decoders using Hierarchical Maps "
@@ -71,15 +72,18 @@ def _card(mode: str, width: float, filename: str, sha256: str | None, params: fl
                   f"{HARDWARE}, per output map ({gmacs16} GMACs reported for 16 maps)", TABLE_5A),
         ),
         temporal="miso" if miso else "mimo",
-        notes="MACs: ours count convolutions with torch's FlopCounterMode; the paper's counter (not stated) comes "
-              "out about 1% higher, consistent with counting BatchNorm, activations and interpolation too.",
+        notes="MACs: 'conv' counts convolutions only (torch's FlopCounterMode); the ptflops-style count (BatchNorm, "
+              "activations, biases and interpolation too) reproduces the paper's figures. TFLite artifacts are made "
+              "from an exact 2-D re-expression of the network (salsdk.models.tinyhd_framewise): TFLite has no "
+              "grouped 3-D convolution.",
     )
 
 
 def _register_all() -> None:
     for mode, width, filename, sha256, params, gmacs in VARIANTS:
         register_model(_card(mode, width, filename, sha256, params, gmacs),
-                       lambda mode=mode, width=width: build_tinyhd(mode, width), load_tinyhd_checkpoint)
+                       lambda mode=mode, width=width: build_tinyhd(mode, width), load_tinyhd_checkpoint,
+                       export_rewrite=(REWRITE_NAME, REWRITE_SUMMARY, framewise_tinyhd))
 
 
 _register_all()

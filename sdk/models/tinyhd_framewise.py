@@ -1,0 +1,283 @@
+"""TinyHD without 3-D convolutions: the same function on clips folded to frames, for mobile export.
+
+TFLite's ``CONV_3D`` has no groups, so onnx2tf splits each depthwise 3-D convolution of TinyHD into one
+convolution per channel (thousands of ops that no delegate accelerates). :func:`framewise_tinyhd` re-expresses a
+:class:`~salsdk.models.tinyhd.TinyHD` — weights and all — as a network of 2-D operations only:
+
+* the clip (N, C, T, H, W) is folded to a batch of frames (N*T, C, H, W) once, at the input;
+* a 3-D convolution with temporal kernel ``kt``, stride ``st`` and padding ``pt`` becomes ``kt`` 2-D convolutions
+  (depthwise stays depthwise), one per temporal tap ``j``: tap ``j`` of output frame ``t`` reads input frame
+  ``t*st - pt + j``; each tap runs only on the frames it reads (a frame slice), its result is zero-padded in time
+  where the tap falls into the 3-D convolution's zero padding, and the taps are summed. One-tap kernels
+  ((1,1,1), (1,k,k)) are a single 2-D convolution on all frames; a tap that only ever reads padding is dropped;
+* the BatchNorm that follows each convolution is folded into its weights (eval-mode statistics);
+* per-frame pixel shuffle is ``pixel_shuffle`` on the frames, x2 trilinear up-sampling in space is bilinear
+  (``align_corners=True``) per frame, and x2 trilinear up-sampling in time is a bilinear resize of the tensor
+  transposed so that time is a spatial axis;
+* strided frame selections are built from one-frame slices, and long concatenations as trees of short ones, the
+  forms the XNNPACK delegate accepts;
+* the MIMO head applies the D1 part of its 1x1 fusion conv once per clip instead of to 16 copies of D1's maps,
+  and its output (N*16, 1, H, W) is reshaped back to (N, 1, 16, H, W).
+
+Exact up to float rounding (tested for all six variants with and without the official weights). The frame count
+of every layer is fixed by the 16-frame input, so each layer knows its own; with batch 1 (the exported shape)
+frame selection is plain slicing on the batch axis, so the exported graph holds no 5-D tensor after the input.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .tinyhd import TINYHD_FRAMES, ClipOps, TinyHD, _check_input
+
+MAX_CONCAT = 4  # inputs per concatenation that the XNNPACK delegate accepts (it rejects 7)
+REWRITE_NAME = "tinyhd-framewise-2d"
+REWRITE_SUMMARY = ("3-D convolutions re-expressed as per-temporal-tap 2-D convolutions on frames folded into the "
+                   "batch, BatchNorm folded, time up-sampling as frame blends (salsdk.models.tinyhd_framewise)")
+
+
+def _select(x: Tensor, batch: int, frames: int, index: slice) -> Tensor:
+    """Frames ``index`` of every clip of ``x`` (``batch`` clips of ``frames`` frames, folded to (N*T, C, H, W)).
+
+    With batch 1 a strided selection is made of one-frame slices and concatenations: XNNPACK does not take
+    strided slices, and takes concatenations of at most :data:`MAX_CONCAT` inputs.
+    """
+    if batch == 1:
+        if index.step in (None, 1) or len(range(frames)[index]) == 1:
+            picked = range(frames)[index]
+            return x[picked.start : picked.start + len(picked)]
+        return concat([x[i : i + 1] for i in range(frames)[index]], dim=0)
+    clips = x.reshape(batch, frames, *x.shape[1:])
+    return clips[:, index].reshape(-1, *x.shape[1:])
+
+
+def concat(tensors: Sequence[Tensor], dim: int) -> Tensor:
+    """``torch.cat`` as a tree of concatenations of at most :data:`MAX_CONCAT` inputs each."""
+    parts = list(tensors)
+    while len(parts) > MAX_CONCAT:
+        parts = [torch.cat(parts[i : i + MAX_CONCAT], dim) if len(parts[i : i + MAX_CONCAT]) > 1 else parts[i]
+                 for i in range(0, len(parts), MAX_CONCAT)]
+    return torch.cat(parts, dim) if len(parts) > 1 else parts[0]
+
+
+def _pad_frames(x: Tensor, batch: int, before: int, after: int) -> Tensor:
+    """Zero frames added before and after each clip of ``x``."""
+    if before == after == 0:
+        return x
+    if batch == 1:  # a pad of the batch axis: no zero frames stored as constants in the exported file
+        return F.pad(x, (0, 0, 0, 0, 0, 0, before, after))
+    clips = x.reshape(batch, -1, *x.shape[1:])
+    parts = [clips.new_zeros(batch, before, *x.shape[1:]), clips, clips.new_zeros(batch, after, *x.shape[1:])]
+    padded = torch.cat([p for p in parts if p.shape[1]], dim=1)
+    return padded.reshape(-1, *x.shape[1:])
+
+
+def fold_batchnorm(conv: nn.Conv3d, norm: nn.BatchNorm3d | None) -> tuple[Tensor, Tensor | None]:
+    """Weights and bias of ``norm(conv(x))`` as one convolution (eval-mode statistics)."""
+    weight = conv.weight.detach()
+    bias = conv.bias.detach() if conv.bias is not None else None
+    if norm is None:
+        return weight, bias
+    scale = norm.weight.detach() / torch.sqrt(norm.running_var + norm.eps)
+    shift = norm.bias.detach() - norm.running_mean * scale
+    if bias is not None:
+        shift = shift + bias * scale
+    return weight * scale.view(-1, 1, 1, 1, 1), shift
+
+
+class FramewiseConv3d(nn.Module):
+    """A ``Conv3d`` (with its BatchNorm folded in) on folded clips: one ``Conv2d`` per temporal tap.
+
+    ``frames_in`` is the fixed number of frames per clip this layer receives; ``placements[i]`` says which output
+    frames tap ``taps[i]`` produces: ``(first_out, count, first_in)``, reading input frames
+    ``first_in, first_in + st, ...``. The bias goes to a tap that covers every output frame (else it is added
+    after the sum), so that converters fuse it into that convolution.
+    """
+
+    def __init__(self, conv: nn.Conv3d, norm: nn.BatchNorm3d | None, frames_in: int) -> None:
+        super().__init__()
+        kt, st, pt = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+        if conv.dilation[0] != 1 or isinstance(conv.padding, str):
+            raise ValueError(f"FramewiseConv3d needs temporal dilation 1 and numeric padding, got {conv}")
+        weight, bias = fold_batchnorm(conv, norm)
+        self.frames_in, self.stride = frames_in, st
+        self.frames_out = (frames_in + 2 * pt - kt) // st + 1
+        self.placements: list[tuple[int, int, int]] = []
+        for j in range(kt):
+            valid = [t for t in range(self.frames_out) if 0 <= t * st - pt + j < frames_in]
+            if valid:  # else this tap only ever reads the zero padding
+                self.placements.append((valid[0], len(valid), valid[0] * st - pt + j))
+        full = [i for i, (_, count, _) in enumerate(self.placements) if count == self.frames_out]
+        self.bias_tap = full[0] if full and bias is not None else None
+        taps = []
+        for i, (first_out, _, first_in) in enumerate(self.placements):
+            j = first_in - first_out * st + pt
+            tap = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size[1:], conv.stride[1:],
+                            conv.padding[1:], conv.dilation[1:], conv.groups, bias=i == self.bias_tap)
+            tap.weight.data.copy_(weight[:, :, j])
+            if i == self.bias_tap:
+                tap.bias.data.copy_(bias)
+            taps.append(tap)
+        self.taps = nn.ModuleList(taps)
+        unplaced = bias is not None and self.bias_tap is None
+        self.bias = nn.Parameter(bias, requires_grad=False) if unplaced else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch = x.shape[0] // self.frames_in
+        out: Tensor | None = None
+        for tap, (first_out, count, first_in) in zip(self.taps, self.placements):
+            whole = first_in == 0 and count == self.frames_in and self.stride == 1
+            picked = slice(first_in, first_in + self.stride * (count - 1) + 1, self.stride)
+            frames = x if whole else _select(x, batch, self.frames_in, picked)
+            y = _pad_frames(tap(frames), batch, first_out, self.frames_out - first_out - count)
+            out = y if out is None else out + y
+        assert out is not None
+        return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+
+
+class FramewiseOps(ClipOps):
+    """TinyHD's layout-dependent steps on ``batch`` clips folded to (N*T, C, H, W) frames."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+
+    def shuffle_up(self, x: Tensor) -> Tensor:
+        return F.pixel_shuffle(x, 2)
+
+    def space_up(self, x: Tensor) -> Tensor:
+        return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)
+
+    def time_up(self, x: Tensor) -> Tensor:
+        """x2 linear interpolation in time (``align_corners=True``), as a 2-D bilinear resize of the time axis."""
+        frames = x.shape[0] // self.batch
+        if self.batch == 1:
+            index0, index1, weight1 = time_up_blend(frames)
+            first = concat([x[i : i + 1] for i in index0], dim=0)
+            second = concat([x[i : i + 1] for i in index1], dim=0)
+            weight = torch.tensor(weight1, dtype=x.dtype).view(-1, 1, 1, 1)
+            return first + (second - first) * weight
+        clips = x.reshape(self.batch, frames, *x.shape[1:]).transpose(1, 2)
+        return super().time_up(clips).transpose(1, 2).reshape(-1, *x.shape[1:])
+
+    def cat(self, tensors: Sequence[Tensor]) -> Tensor:
+        return concat(tensors, dim=1)
+
+    def drop_time(self, x: Tensor) -> Tensor:
+        return x  # one frame per clip: the folded tensor already is (N, C, H, W)
+
+    def repeat_time(self, x: Tensor, frames: int) -> Tensor:
+        if self.batch == 1:
+            return x.expand(frames, -1, -1, -1)
+        return x.unsqueeze(1).expand(-1, frames, -1, -1, -1).reshape(-1, *x.shape[1:])
+
+
+def time_up_blend(frames: int) -> tuple[list[int], list[int], list[float]]:
+    """For x2 linear up-sampling in time with ``align_corners=True``: for each of the ``2 * frames`` output frames,
+    the two input frames it blends and the weight of the second."""
+    scale = (frames - 1) / (2 * frames - 1)
+    index0, index1, weight1 = [], [], []
+    for t in range(2 * frames):
+        source = t * scale
+        i = min(int(source), frames - 1)
+        index0.append(i)
+        index1.append(min(i + 1, frames - 1))
+        weight1.append(source - i)
+    return index0, index1, weight1
+
+
+def _input_frames(model: TinyHD) -> dict[str, int]:
+    """Frames per clip entering every ``Conv3d`` of ``model`` for a 16-frame input (found by one small run)."""
+    seen: dict[str, int] = {}
+
+    def record(name: str, args: tuple[Tensor, ...]) -> None:
+        seen[name] = args[0].shape[2]
+
+    hooks = [m.register_forward_pre_hook(lambda m, args, name=name: record(name, args))
+             for name, m in model.named_modules() if isinstance(m, nn.Conv3d)]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, TINYHD_FRAMES, 64, 64))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+def _replace_convs(module: nn.Module, frames: dict[str, int], prefix: str = "") -> None:
+    """In place: every Conv3d (and the BatchNorm3d right after it) -> FramewiseConv3d (and Identity)."""
+    children = list(module.named_children())
+    for i, (name, child) in enumerate(children):
+        path = f"{prefix}{name}"
+        if isinstance(child, nn.Conv3d):
+            following = children[i + 1][1] if i + 1 < len(children) else None
+            norm = following if isinstance(following, nn.BatchNorm3d) else None
+            setattr(module, name, FramewiseConv3d(child, norm, frames[path]))
+            if norm is not None:
+                setattr(module, children[i + 1][0], nn.Identity())
+        elif not isinstance(child, nn.BatchNorm3d):
+            _replace_convs(child, frames, f"{path}.")
+
+
+class FramewiseMimoHead(nn.Module):
+    """TinyHD-M's head without repeating D1's single-frame maps 16 times: the 1x1 fusion conv is split into its
+    D1 part (run once per clip, broadcast over the frames) and its D2/D3 part (run per frame)."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        conv = head.decoder[0]
+        weight = conv.weight.detach()[:, :, 0]  # (1, 6, 1, 1): D1's 4 maps, then D2's and D3's
+        self.single = nn.Conv2d(4, 1, 1, bias=False)
+        self.single.weight.data.copy_(weight[:, :4])
+        self.multi = nn.Conv2d(2, 1, 1)
+        self.multi.weight.data.copy_(weight[:, 4:])
+        self.multi.bias.data.copy_(conv.bias.detach())
+        self.frames = head.frames
+
+    def forward(self, maps: Sequence[Tensor], ops: FramewiseOps) -> Tensor:
+        d1, d2, d3 = maps
+        once = self.single(d1)  # (N, 1, H, W)
+        if ops.batch != 1:
+            once = ops.repeat_time(once, self.frames)
+        return torch.sigmoid(self.multi(ops.cat([d2, d3])) + once)
+
+
+class FramewiseTinyHD(nn.Module):
+    """A :class:`TinyHD` re-expressed without 3-D operations (see the module docstring); same input and output.
+
+    Built by :func:`framewise_tinyhd`; for inference and export only (BatchNorm is folded).
+    """
+
+    def __init__(self, model: TinyHD) -> None:
+        super().__init__()
+        frames = _input_frames(model)
+        folded = copy.deepcopy(model).eval()
+        _replace_convs(folded, frames)
+        self.mode, self.width = model.mode, model.width
+        self.encoder, self.aggregator = folded.encoder, folded.aggregator
+        self.decoder = folded.decoder if model.mode == "S" else FramewiseMimoHead(model.decoder)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (torch.jit.is_tracing() or torch.jit.is_scripting()):
+            _check_input(x)
+        n, c, t, h, w = x.shape
+        ops = FramewiseOps(n)
+        frames = x.transpose(1, 2).reshape(n * t, c, h, w)
+        out = self.decoder(self.aggregator(self.encoder(frames), ops), ops)
+        return out if self.mode == "S" else out.reshape(n, 1, t, h, w)  # one channel: (N*T, 1) -> (N, 1, T)
+
+
+def framewise_tinyhd(model: nn.Module) -> FramewiseTinyHD:
+    """The export graph of a TinyHD model: the same function with no 3-D convolution (see the module docstring)."""
+    if not isinstance(model, TinyHD):
+        raise TypeError(f"framewise_tinyhd rewrites TinyHD models, got {type(model).__name__}")
+    return FramewiseTinyHD(model).eval()
+
+
+def max_abs_error(model: nn.Module, rewritten: nn.Module, clips: Sequence[Tensor]) -> float:
+    """Largest absolute difference between the two models' outputs over ``clips``."""
+    with torch.no_grad():
+        return max(float((model(c) - rewritten(c)).abs().max()) for c in clips)

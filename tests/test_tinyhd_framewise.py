@@ -1,0 +1,97 @@
+"""The 3-D-convolution-free TinyHD export graph (salsdk.models.tinyhd_framewise) is the same function.
+
+All six variants with random (well-conditioned) weights at batches of 1 and 2, each temporal configuration against
+nn.Conv3d, and the exported ONNX graph: no 3-D convolution, no 5-D tensor after the input. Both public x1/4
+checkpoints are checked in test_tinyhd_arch.py (test_rewrite_reproduces_the_official_checkpoints).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from salsdk.metrics import cc
+from salsdk.models.tinyhd import TINYHD_FRAMES
+from salsdk.models.tinyhd_framewise import FramewiseConv3d, concat, fold_batchnorm, framewise_tinyhd
+from salsdk.registry import build_untrained, get_entry
+
+VARIANTS = [f"TinyHD-{m}-x{w}" for m in "SM" for w in ("1", "0.5", "0.25")]
+
+
+def clips(batch: int, size: tuple[int, int] = (64, 96)) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(batch)
+    return torch.randn(batch, 3, TINYHD_FRAMES, *size, generator=generator)
+
+
+def min_cc(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.numpy().reshape(-1, *a.shape[-2:]), b.numpy().reshape(-1, *b.shape[-2:])
+    return min(cc(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_rewrite_reproduces_every_variant(name):
+    model = build_untrained(name)
+    rewritten = framewise_tinyhd(model)
+    assert not any(isinstance(m, torch.nn.Conv3d) for m in rewritten.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in rewritten.modules())
+    x = clips(2)
+    with torch.no_grad():
+        expected, got, single = model(x), rewritten(x), rewritten(x[1:])
+    assert got.shape == expected.shape
+    assert float((got - expected).abs().max()) < 5e-6
+    assert float((single - expected[1:]).abs().max()) < 5e-6
+    assert min_cc(got, expected) >= 0.9999
+
+
+def test_temporal_taps_and_padding_are_exact():
+    """Each temporal config (kernel, stride, padding) of TinyHD, depthwise and dense, against nn.Conv3d + BN."""
+    torch.manual_seed(0)
+    for (kt, st, pt), frames, groups in [((3, 2, 1), 16, 8), ((3, 1, 1), 4, 8), ((2, 1, 0), 2, 8), ((1, 1, 0), 8, 1),
+                                         ((3, 1, 1), 1, 8), ((3, 2, 1), 2, 1)]:
+        conv = torch.nn.Conv3d(8, 8, (kt, 3, 3), (st, 2, 2), (pt, 1, 1), groups=groups, bias=False)
+        norm = torch.nn.BatchNorm3d(8).eval()
+        norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.5, 2), norm.bias.data.uniform_(-1, 1)
+        x = torch.randn(2, 8, frames, 12, 10)
+        layer = FramewiseConv3d(conv, norm, frames)
+        with torch.no_grad():
+            expected = norm(conv(x))
+            got = layer(x.transpose(1, 2).reshape(-1, 8, 12, 10))
+        got = got.reshape(2, -1, 8, 6, 5).transpose(1, 2)
+        assert got.shape == expected.shape, (kt, st, pt, frames)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+        if frames == 1 and kt == 3:
+            assert len(layer.taps) == 1  # taps that only ever read the zero padding are dropped
+
+
+def test_batchnorm_folding_and_concat_tree():
+    conv = torch.nn.Conv3d(4, 6, 1, bias=True)
+    norm = torch.nn.BatchNorm3d(6).eval()
+    norm.running_mean.fill_(0.5), norm.running_var.fill_(4.0)
+    weight, bias = fold_batchnorm(conv, norm)
+    x = torch.randn(1, 4, 2, 3, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.nn.functional.conv3d(x, weight, bias), norm(conv(x)), atol=1e-6, rtol=1e-6)
+    parts = [torch.full((1, 2), float(i)) for i in range(7)]
+    assert torch.equal(concat(parts, dim=0), torch.cat(parts, dim=0))
+
+
+def test_exported_graph_has_no_3d_convolution(tmp_path):
+    rewritten = get_entry("TinyHD-M-x0.25").export_rewrite(build_untrained("TinyHD-M-x0.25"))
+    path = tmp_path / "framewise.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(rewritten, (clips(1),), str(path), input_names=["input"], opset_version=17, dynamo=False)
+    import onnxslim
+
+    model = onnx.shape_inference.infer_shapes(onnxslim.slim(onnx.load(str(path))))  # as salsdk's ONNX exporter
+    weights = {i.name: i for i in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert convs and all(len(weights[n.input[1]].dims) == 4 for n in convs)
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in model.graph.value_info}
+    five_d = [n.op_type for n in model.graph.node if any(ranks.get(o) == 5 for o in n.output)]
+    assert len(five_d) <= 2 and set(five_d) <= {"Transpose", "Reshape"}, five_d  # the input fold, the MIMO unfold
+    assert not {"Gather", "GatherElements"} & {n.op_type for n in model.graph.node}
+    assert np.prod([d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]) == 16 * 64 * 96
