@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib", help="calibration images: a folder or a video (default: the built-in set)")
     parser.add_argument("--calib-method", default="minmax", choices=["minmax", "percentile", "entropy"],
                         help="activation range calibration (ONNX Runtime)")
+    parser.add_argument("--n-calib", type=int, help="calibration inputs (default: 16 images or 8 clips)")
+    parser.add_argument("--n-eval", type=int, help="held-out inputs for the fidelity gate (default: 6 images or 6 clips)")
     parser.add_argument("--min-cc", type=float, default=0.99, help="fidelity gate: minimum CC vs fp32 (default 0.99)")
     parser.add_argument("--size", help="static input size HxW for image models (default: the card's, e.g. 480x640)")
     parser.add_argument("--dynamic-batch", action="store_true", help="ONNX with a dynamic batch dimension")
@@ -62,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     weights = None if args.random_init else (args.weights or "official")
     opts = ConvertOptions(model=args.model, weights=weights, formats=formats, out=Path(args.out), calib=args.calib,
                           min_cc=args.min_cc, size=parse_size(args.size), calibration_method=args.calib_method,
-                          dynamic_batch=args.dynamic_batch, graph=args.graph)
+                          dynamic_batch=args.dynamic_batch, graph=args.graph,
+                          n_calib=args.n_calib, n_eval=args.n_eval)
     outcomes = convert(opts)
     print()
     print(format_table(outcomes))

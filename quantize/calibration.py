@@ -18,6 +18,7 @@ from salsdk.errors import InputError
 from salsdk.imageio import IMAGE_SUFFIXES, is_video_path, iter_video_frames, load_image
 from salsdk.preprocess import preprocess_clip, preprocess_image
 
+STREAM_START_FRAMES = (1, 4, 8, 12)  # real frames in the stream-start windows of MISO calibration/evaluation
 SKIMAGE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
                   "retina", "motorcycle_left", "cat", "camera", "page", "text")
 
@@ -97,25 +98,45 @@ def image_calibration(contract: Contract, source: str | Path | None, input_hw: t
     return CalibrationData(stack(calib), [n for n, _ in calib], stack(evaluation), [n for n, _ in evaluation])
 
 
-def clip_calibration(contract: Contract, source: str | Path | None, n_calib: int = 4,
-                     n_eval: int = 2) -> CalibrationData:
-    """Calibration/evaluation clips for a video model: non-overlapping windows of consecutive frames.
+def clip_calibration(contract: Contract, source: str | Path | None, n_calib: int = 8,
+                     n_eval: int = 8) -> CalibrationData:
+    """Calibration/evaluation clips for a video model: disjoint windows of consecutive frames.
 
-    Calibration windows come from the first part of the video, evaluation windows from frames after them.
+    ``n_calib + n_eval`` windows are spread evenly over the whole video (so calibration sees every scene), and
+    every other one is held out for evaluation as :func:`_split` does for images; no frame is in two windows.
+    For MISO models (which slide over a stream from its first frame) a quarter of the windows of each part are
+    *stream starts* (the 2nd, 6th, ... of each), as :class:`~salsdk.video.VideoStream` builds them: the window's
+    first frame repeated, then its first ``k`` frames (``k`` cycling through :data:`STREAM_START_FRAMES`), so int8
+    ranges and the fidelity gate also cover the first maps of every stream.
     """
+    from salsdk.imageio import video_frame_count
+
     video = Path(source) if source is not None else builtin_video()
     if video is None:
         raise InputError("video models calibrate on a video: pass --calib VIDEO (the shared DHF1K clip is absent)")
     if not is_video_path(video):
         raise InputError(f"--calib {video}: video models need a video file")
-    t = contract.preprocessing.frames
-    frames = list(iter_video_frames(video, max_frames=t * (n_calib + n_eval) * 2))
-    if len(frames) < t * (n_calib + n_eval):
-        raise InputError(f"{video} has {len(frames)} frames; calibration needs {t * (n_calib + n_eval)}")
-    stride = len(frames) // (n_calib + n_eval)
-    starts = [i * stride for i in range(n_calib + n_eval)]
-    clips = [(f"{video}#frames{s}-{s + t - 1}", preprocess_clip(frames[s:s + t], contract.preprocessing)[0])
-             for s in starts]
-    calib, evaluation = clips[:n_calib], clips[n_calib:]
+    t, n = contract.preprocessing.frames, n_calib + n_eval
+    total = video_frame_count(video) or sum(1 for _ in iter_video_frames(video))
+    if total < t * n:
+        raise InputError(f"{video} has {total} frames; {n_calib} calibration and {n_eval} held-out windows of {t} "
+                         f"frames need {t * n}")
+    starts = np.linspace(0, total - t, n).round().astype(int).tolist()
+    wanted = {i for s in starts for i in range(s, s + t)}
+    frames = {i: f for i, f in enumerate(iter_video_frames(video, max_frames=starts[-1] + t)) if i in wanted}
+    calib_starts, eval_starts = _split(starts, n_calib, n_eval)
+
+    def clips(part: list[int]) -> list[tuple[str, np.ndarray]]:
+        made = []
+        for position, s in enumerate(part):
+            k = t
+            if contract.temporal == "miso" and position % 4 == 1:
+                k = STREAM_START_FRAMES[(position // 4) % len(STREAM_START_FRAMES)]
+            picked = [frames[s]] * (t - k) + [frames[i] for i in range(s, s + k)]
+            note = f" (stream start: frame {s} repeated {t - k}x first)" if k < t else ""
+            made.append((f"{video}#frames{s}-{s + k - 1}{note}", preprocess_clip(picked, contract.preprocessing)[0]))
+        return made
+
+    calib, evaluation = clips(calib_starts), clips(eval_starts)
     return CalibrationData(np.stack([c for _, c in calib]), [n for n, _ in calib],
                            np.stack([c for _, c in evaluation]), [n for n, _ in evaluation])

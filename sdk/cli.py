@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "list": ("salsdk.zoo_cli", "list the zoo models with params, MACs, weights status and licence"),
     "weights": ("salsdk.weights_cli", "fetch, verify and list official checkpoints in the cache"),
     "predict": ("salsdk.predict_cli", "predict saliency maps and overlays for images, folders and videos"),
+    "check": ("salsdk.check_cli", "run bundles side by side with their PyTorch model on real inputs: agreement matrix"),
     "convert": ("salsdk.convert.cli", "convert a zoo model into verified ONNX / TFLite / CoreML bundles"),
     "bench": ("salsdk.bench.cli", "latency, memory, size and MACs per format and runtime, against the papers"),
     "export": ("salsdk.export_cli", "copy a TFLite bundle into the Android demo app, with test vectors for its Kotlin core"),

@@ -109,6 +109,13 @@ def video_fps(path: str | Path) -> float:
         return float(rate) if rate else 0.0
 
 
+def video_frame_count(path: str | Path) -> int | None:
+    """Number of frames the container declares (None if it does not say), for progress bars."""
+    container = _open_video(path)
+    with container:
+        return container.streams.video[0].frames or None
+
+
 def iter_video_frames(path: str | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
     """Yield the frames of a video file as (H, W, 3) uint8 RGB arrays, in order."""
     container = _open_video(path)

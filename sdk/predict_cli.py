@@ -1,4 +1,10 @@
-"""``salsdk predict``: saliency maps (PNG) and heat-map overlays for images, folders and videos."""
+"""``salsdk predict``: saliency maps (PNG) and heat-map overlays for images, folders and videos.
+
+``--model`` is a zoo name (PyTorch) or a bundle folder written by ``salsdk convert`` (its own runtime, pre- and
+post-processing from its manifest). Images are predicted in batches of ``--batch-size`` (one call per batch where
+the runtime takes batches; static-batch artifacts run them one by one); videos stream frame by frame, so memory
+stays bounded, with a per-frame progress bar.
+"""
 from __future__ import annotations
 
 import argparse
@@ -18,7 +24,7 @@ from .postprocess import PostprocessOptions, overlay, to_uint8
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``salsdk predict``."""
     parser.add_argument("inputs", nargs="+", help="images, folders of images, or videos (video models)")
-    parser.add_argument("--model", required=True, help="zoo model name (see `salsdk list`)")
+    parser.add_argument("--model", required=True, help="zoo model name (see `salsdk list`) or a bundle folder")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--weights", help="checkpoint path (default: the official one from the cache)")
     source.add_argument("--random-init", action="store_true", help="untrained model with seeded random weights")
@@ -29,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--histogram", choices=["none", "equalization"], default="none")
     parser.add_argument("--scale", choices=["none", "min-max", "normalized", "log-density"], default="none",
                         help="scaling of the returned map (PNGs are always min-max scaled to 0..255)")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per runtime call (default 8)")
+    parser.add_argument("--threads", type=int, help="runtime threads")
     parser.add_argument("--cache-dir", help="weights cache folder")
 
 
@@ -67,43 +75,75 @@ def run(args: argparse.Namespace) -> int:
 
     from . import load
 
+    if Path(args.model).is_dir() and (args.weights or args.random_init):
+        raise InputError(f"{args.model} is a bundle: its weights are baked in; drop --weights/--random-init")
     weights = None if args.random_init else (args.weights or "official")
-    predictor = load(args.model, weights, cache_dir=args.cache_dir, postprocess=PostprocessOptions(
-        histogram=args.histogram, smooth=args.smooth, center_prior=args.center_prior, scale=args.scale))
+    options = PostprocessOptions(histogram=args.histogram, smooth=args.smooth, center_prior=args.center_prior,
+                                 scale=args.scale)
+    predictor = load(args.model, weights, cache_dir=args.cache_dir, threads=args.threads, postprocess=options)
     contract = predictor.contract
-    info = {"salsdk_model": contract.model, "salsdk_trained": str(contract.trained)}
+    info = {"salsdk_model": contract.model, "salsdk_trained": str(contract.trained),
+            "salsdk_runtime": predictor.runtime.name}
+    if predictor.manifest:
+        info["salsdk_format"] = predictor.manifest["format"]["key"]
+    print(f"{contract.model} on {predictor.executes()}")
     if not contract.trained:
         print(f"warning: {contract.model} is UNTRAINED (random init): its maps mean nothing")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    paths = list(expand_inputs(args.inputs))
+    videos = [p for p in paths if is_video_path(p)]
+    images = [p for p in paths if not is_video_path(p)]
     written = 0
-    for path in tqdm(list(expand_inputs(args.inputs)), desc=f"predict {contract.model}", unit="input"):
-        if is_video_path(path):
-            written += _predict_video(predictor, path, out, info, not args.no_overlay)
-            continue
-        rgb = load_image(path)
-        result = predictor.predict_full(rgb)
-        save_png(to_uint8(result.saliency), out / f"{path.stem}_saliency.png", info)
-        if not args.no_overlay:
-            save_png(overlay(rgb, result.saliency), out / f"{path.stem}_overlay.png", info)
-        if result.class_probs:
-            tqdm.write(f"{path.name}: class {result.top_class} ({result.class_probs[result.top_class]:.2f})")
-        written += 1
+    with tqdm(total=len(images), desc=f"images {contract.model}", unit="img", disable=not images) as bar:
+        for start in range(0, len(images), max(1, args.batch_size)):
+            batch = images[start:start + max(1, args.batch_size)]
+            rgbs = [load_image(p) for p in batch]
+            for path, rgb, result in zip(batch, rgbs, predictor.predict_batch_full(rgbs)):
+                _save(out, path.stem, rgb, result.saliency, info, not args.no_overlay)
+                if result.class_probs:
+                    bar.write(f"{path.name}: class {result.top_class} ({result.class_probs[result.top_class]:.2f})")
+            written += len(batch)
+            bar.update(len(batch))
+    for path in videos:
+        written += _predict_video(predictor, path, out, info, not args.no_overlay)
     print(f"wrote {written} saliency map(s){'' if args.no_overlay else ' and overlays'} to {out}")
     return 0
 
 
+def _save(out: Path, stem: str, rgb: np.ndarray, saliency: np.ndarray, info: dict[str, str], with_overlay: bool) -> None:
+    save_png(to_uint8(saliency), out / f"{stem}_saliency.png", info)
+    if with_overlay:
+        save_png(overlay(rgb, saliency), out / f"{stem}_overlay.png", info)
+
+
 def _predict_video(predictor, path: Path, out: Path, info: dict[str, str], with_overlay: bool) -> int:
-    from .imageio import iter_video_frames
+    """Stream the video's frames through the predictor; frames wait in a queue until their map arrives."""
+    from collections import deque
+
+    from tqdm import tqdm
+
+    from .imageio import iter_video_frames, video_frame_count
 
     folder = out / path.stem
     folder.mkdir(exist_ok=True)
-    frames = list(iter_video_frames(path))
-    for index, saliency in enumerate(predictor.predict_video(frames)):
-        save_png(to_uint8(saliency), folder / f"{index:05d}_saliency.png", info)
-        if with_overlay:
-            save_png(overlay(frames[index], saliency), folder / f"{index:05d}_overlay.png", info)
-    return len(frames)
+    stream = predictor.stream()
+    waiting: deque[np.ndarray] = deque()  # frames whose map has not come yet (up to a MIMO block)
+    written = 0
+
+    def emit(maps: list[np.ndarray]) -> None:
+        nonlocal written
+        for saliency in maps:
+            _save(folder, f"{written:05d}", waiting.popleft(), saliency, info, with_overlay)
+            written += 1
+
+    with tqdm(total=video_frame_count(path), desc=path.name, unit="frame") as bar:
+        for frame in iter_video_frames(path):
+            waiting.append(frame)
+            emit(stream.push(frame))
+            bar.update(1)
+        emit(stream.flush())
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:

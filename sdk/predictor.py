@@ -48,6 +48,17 @@ class Predictor:
         """What executes (runtime, version, provider/delegate, threads) and for which model."""
         return {"model": self.contract.model, "trained": self.contract.trained, **self.runtime.describe()}
 
+    def executes(self) -> str:
+        """One line on what actually runs: engine, version, provider/delegate/device and threads."""
+        info = self.runtime.describe()
+        if "xnnpack" in info:
+            detail = f"XNNPACK, {info['delegate_partitions']} partitions" if info["xnnpack"] else "no delegate"
+        elif "providers" in info:
+            detail = info["providers"][0]
+        else:
+            detail = str(info.get("device") or info.get("compute_units") or "")
+        return f"{info['runtime']} {info.get('version', '')} ({detail}, {info.get('threads')} threads)"
+
     # ----------------------------------------------------------------------------------------------- images
     def predict(self, image: ImageLike, postprocess: PostprocessOptions | None = None) -> np.ndarray:
         """Saliency map of one image: (H, W) float32 at the image's own resolution.

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+TINYHD_S_FORMATS = "onnx-fp32,onnx-int8,tflite-fp32,tflite-int8"
 
 
 def shared_dir() -> Path:
@@ -45,3 +46,20 @@ def natural_images() -> list[np.ndarray]:
     from skimage import data
 
     return [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+
+
+def convert_bundles(out: Path, model: str, formats: str, **options) -> tuple[Path, list, list[str]]:
+    """Run the conversion pipeline (as ``salsdk convert`` does); returns (out, outcomes, log lines)."""
+    from salsdk.convert.formats import select_formats
+    from salsdk.convert.pipeline import ConvertOptions, convert
+
+    log: list[str] = []
+    opts = ConvertOptions(model=model, formats=select_formats(formats, True, False), out=out, **options)
+    return out, convert(opts, log=log.append), log
+
+
+@pytest.fixture(scope="session")
+def tinyhd_s_bundles(tmp_path_factory, tinyhd_s_weights, shared_video):
+    """ONNX fp32/int8 and TFLite fp32/int8 bundles of TinyHD-S-x1/4 (official weights), calibrated on the video."""
+    return convert_bundles(tmp_path_factory.mktemp("bundles_s"), "TinyHD-S-x0.25", TINYHD_S_FORMATS,
+                           weights=str(tinyhd_s_weights), calib=str(shared_video), n_calib=4, n_eval=2)

@@ -1,6 +1,7 @@
 """``salsdk convert`` end to end: real TinyHD weights, real video frames, bundles, manifests, interruption.
 
-One conversion per session (ONNX fp32, ONNX int8, TFLite fp32 and int8 of TinyHD-S-x1/4) feeds every check: the fidelity
+One conversion per session (ONNX fp32, ONNX int8, TFLite fp32 and int8 of TinyHD-S-x1/4, the ``tinyhd_s_bundles``
+fixture of ``conftest.py``, shared with the parity tests) feeds every check: the fidelity
 gate on held-out frames, re-running each bundle from its manifest alone with its own runtime, tamper detection,
 and the closing table. Interruption is checked on real ``python -m salsdk.convert`` processes.
 """
@@ -17,25 +18,20 @@ import numpy as np
 import pytest
 
 import salsdk
-from salsdk.convert.formats import select_formats
-from salsdk.convert.pipeline import ConvertOptions, convert, format_table
+from salsdk.convert.pipeline import format_table
 from salsdk.errors import BundleError
 from salsdk.manifest import MANIFEST_NAME, contract_from_manifest, read_manifest
 from salsdk.metrics import cc
 from salsdk.quantize.calibration import clip_calibration
 
+from conftest import TINYHD_S_FORMATS as FORMATS
+
 MODEL = "TinyHD-S-x0.25"
-FORMATS = "onnx-fp32,onnx-int8,tflite-fp32,tflite-int8"
 
 
 @pytest.fixture(scope="session")
-def converted(tmp_path_factory, tinyhd_s_weights, shared_video):
-    out = tmp_path_factory.mktemp("bundles")
-    log: list[str] = []
-    opts = ConvertOptions(model=MODEL, weights=str(tinyhd_s_weights), formats=select_formats(FORMATS, True, False),
-                          out=out, calib=str(shared_video), n_calib=4, n_eval=2)
-    outcomes = convert(opts, log=log.append)
-    return out, outcomes, log
+def converted(tinyhd_s_bundles):
+    return tinyhd_s_bundles
 
 
 def test_every_format_is_accepted_on_held_out_frames(converted):
