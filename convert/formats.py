@@ -32,6 +32,7 @@ class Format:
     description: str
     sensitivity: str | None = None  # "module:function" ranking layers for the fidelity fallback
     graph_rewrite: bool = False  # export the model's registered rewrite, if it has one (faster on this runtime)
+    calibration_methods: tuple[str, ...] = ("minmax",)  # activation-range methods its tool offers, default first
 
     def load_exporter(self) -> Callable:
         """Import the exporter function (heavy dependencies load only when a format is used)."""
@@ -60,7 +61,7 @@ FORMATS: tuple[Format, ...] = (
            "fp16", "ONNX with fp16 weights and compute (fp32 input/output)"),
     Format("onnx-int8", "onnx", "int8", ".onnx", "onnxruntime", "salsdk.quantize.onnx_int8:export_onnx_int8", True,
            "int8", "ONNX static QDQ int8, per-channel weights, calibrated on real images",
-           "salsdk.quantize.onnx_int8:rank_onnx_sensitivity"),
+           "salsdk.quantize.onnx_int8:rank_onnx_sensitivity", calibration_methods=("minmax", "percentile", "entropy")),
     Format("tflite-fp32", "tflite", "fp32", ".tflite", "litert", "salsdk.convert.tflite_export:export_tflite", False,
            "base", "TFLite fp32 via onnx2tf, NHWC input", graph_rewrite=True),
     Format("tflite-fp16", "tflite", "fp16", ".tflite", "litert", "salsdk.convert.tflite_export:export_tflite", False,

@@ -42,6 +42,7 @@ PENDING_MANIFEST = ".manifest.json.pending"  # renamed to manifest.json as the v
 CALIBRATION_NPY = "calibration_image_sample_data_20x128x128x3_float32.npy"
 FALLBACK_STEPS = (1, 2, 3, 4, 6, 8, 12, 16)
 GRAPH_CHOICES = ("auto", "original", "rewritten")  # which graph formats export (see ConvertOptions.graph)
+CALIBRATION_CHOICES = ("auto", "minmax", "percentile", "entropy")  # see calibration_candidates
 REWRITE_MIN_CC = 0.9999  # an export rewrite must reproduce the original this closely on the held-out inputs
 Log = Callable[[str], None]
 
@@ -51,7 +52,7 @@ class Outcome:
     """What happened to one format: accepted (bundle written) or rejected (report only)."""
 
     format: Format
-    status: str  # "accepted", "accepted (fallback)", "rejected", "failed"
+    status: str  # "accepted", "accepted (<method> calibration)", "accepted (fallback)", "rejected", "failed"
     bundle: Path | None = None
     size_bytes: int | None = None
     fidelity: FidelityReport | None = None
@@ -70,7 +71,7 @@ class ConvertOptions:
     calib: str | None = None
     min_cc: float = 0.99
     size: tuple[int, int] | None = None
-    calibration_method: str = "minmax"
+    calibration_method: str = "auto"  # auto: min-max, then the format tool's other methods if the gate fails
     dynamic_batch: bool = False
     n_calib: int | None = None
     n_eval: int | None = None
@@ -221,33 +222,60 @@ def build_manifest(ctx: ExportContext, fmt: Format, result: ExportResult, fideli
     }
 
 
+def calibration_candidates(fmt: Format, requested: str) -> list[str]:
+    """Activation-range methods to try for ``fmt``, in order: ``auto`` is every method its tool offers (min-max
+    first); an explicit method is used alone (tools without it record that they used min-max)."""
+    if requested not in CALIBRATION_CHOICES:
+        raise ConversionError(f"unknown calibration method {requested!r}; choose one of {', '.join(CALIBRATION_CHOICES)}")
+    return list(fmt.calibration_methods) if requested == "auto" else [requested]
+
+
 def export_with_gate(ctx: ExportContext, fmt: Format, data: CalibrationData, reference: list[np.ndarray],
                      min_cc: float, staging: Path, log: Log) -> Outcome:
-    """Export ``fmt`` into ``staging``; for quantized formats below ``min_cc``, keep sensitive layers in float."""
+    """Export ``fmt`` into ``staging`` and gate it; a quantized format below ``min_cc`` recovers in two steps.
+
+    1. Calibration: the other activation-range methods of :func:`calibration_candidates` (percentile, entropy for
+       ONNX Runtime), keeping the best.
+    2. Precision: the most sensitive layers of the format's ranking kept in float, 1, 2, 3, 4, 6, 8, 12, 16 of them
+       (at most half of the ranked layers), until the gate passes.
+
+    Every attempt (method, layers kept, CC) is recorded in the manifest or the rejection report.
+    """
     exporter = fmt.load_exporter()
-    started = time.perf_counter()
-    result = exporter(ctx, fmt, staging)
-    fidelity = evaluate(ctx, fmt, staging / result.model_file, data, reference, min_cc)
-    attempts = [{"kept_float": [], "cc_min": fidelity.cc_min, "cc_mean": fidelity.cc_mean}]
-    log(f"  {fmt.key}: exported in {time.perf_counter() - started:.1f}s, CC min {fidelity.cc_min:.4f} "
-        f"mean {fidelity.cc_mean:.4f}")
+    attempts: list[dict[str, Any]] = []
+
+    def attempt(method: str, keep: tuple[str, ...] = ()) -> tuple[ExportResult, FidelityReport]:
+        for child in staging.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        started = time.perf_counter()
+        result = exporter(replace(ctx, calibration_method=method), fmt, staging, **({"keep_float": keep} if keep else {}))
+        fidelity = evaluate(ctx, fmt, staging / result.model_file, data, reference, min_cc)
+        attempts.append({"calibration_method": method, "kept_float": list(keep), "cc_min": fidelity.cc_min,
+                         "cc_mean": fidelity.cc_mean})
+        what = f"{len(keep)} layer(s) in float" if keep else f"calibration {method}" if fmt.quantized else "exported"
+        log(f"  {fmt.key}: {what} in {time.perf_counter() - started:.1f}s -> CC min {fidelity.cc_min:.4f} "
+            f"mean {fidelity.cc_mean:.4f}")
+        return result, fidelity
+
+    methods = calibration_candidates(fmt, ctx.calibration_method) if fmt.quantized else ["minmax"]
+    result, fidelity = attempt(methods[0])
     if fidelity.passed or not fmt.quantized:
-        status = "accepted" if fidelity.passed else "rejected"
-        return _finish(ctx, fmt, result, fidelity, attempts, staging, status)
+        return _finish(ctx, fmt, result, fidelity, attempts, staging, "accepted" if fidelity.passed else "rejected")
+    best = methods[0], fidelity.cc_min
+    for method in methods[1:]:
+        result, fidelity = attempt(method)
+        if fidelity.passed:
+            return _finish(ctx, fmt, result, fidelity, attempts, staging, f"accepted ({method} calibration)")
+        best = max(best, (method, fidelity.cc_min), key=lambda pair: pair[1])
+    method = best[0]
     rank = fmt.load_sensitivity()
-    ranking = rank(ctx, fmt) if rank else []
-    log(f"  {fmt.key}: below CC {min_cc}; fallback over {len(ranking)} ranked layers "
+    ranking = rank(replace(ctx, calibration_method=method), fmt) if rank else []
+    log(f"  {fmt.key}: below CC {min_cc}; fallback with {method} calibration over {len(ranking)} ranked layers "
         f"(most sensitive: {', '.join(ranking[:3])})")
     for k in FALLBACK_STEPS:
         if k > max(1, len(ranking) // 2):
             break
-        for child in staging.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-        keep = tuple(ranking[:k])
-        result = exporter(ctx, fmt, staging, keep_float=keep)
-        fidelity = evaluate(ctx, fmt, staging / result.model_file, data, reference, min_cc)
-        attempts.append({"kept_float": list(keep), "cc_min": fidelity.cc_min, "cc_mean": fidelity.cc_mean})
-        log(f"  {fmt.key}: {k} layer(s) in float -> CC min {fidelity.cc_min:.4f}")
+        result, fidelity = attempt(method, tuple(ranking[:k]))
         if fidelity.passed:
             return _finish(ctx, fmt, result, fidelity, attempts, staging, "accepted (fallback)")
     return _finish(ctx, fmt, result, fidelity, attempts, staging, "rejected")

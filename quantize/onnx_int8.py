@@ -68,6 +68,12 @@ def preprocessed_fp32(ctx: ExportContext) -> Path:
     return path
 
 
+def range_cache(ctx: ExportContext, source: Path) -> Path:
+    """Where the activation ranges of ``source`` under ``ctx``'s calibration method are kept: calibrating once per
+    method serves every fallback attempt and the sensitivity ranking (histogram methods take minutes on big models)."""
+    return ctx.workdir / f"ranges_{source.stem}_{ctx.calibration_method}.json"
+
+
 def quantize_qdq(ctx: ExportContext, source: Path, target: Path, keep_float: Sequence[str]) -> list[str]:
     """Static QDQ quantization of ``source`` into ``target``; returns the nodes left in float."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -77,7 +83,7 @@ def quantize_qdq(ctx: ExportContext, source: Path, target: Path, keep_float: Seq
     quantize_static(
         str(source), str(target), ArrayReader(ctx.calibration), quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
-        calibrate_method=_calibrate_method(ctx.calibration_method),
+        calibrate_method=_calibrate_method(ctx.calibration_method), calibration_cache_path=str(range_cache(ctx, source)),
         extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
                        "CalibPercentile": 99.999, "CalibTensorRangeSymmetric": False})
     return excluded
@@ -147,7 +153,7 @@ def rank_onnx_sensitivity(ctx: ExportContext, fmt: Format) -> list[str]:
         return np.concatenate([session.run(None, {INPUT_NAME: sample[i:i + 1]})[0] for i in range(len(sample))])
 
     reference = run(source)
-    cache = ctx.workdir / f"calibration_{ctx.calibration_method}.json"
+    cache = range_cache(ctx, source)
     sigmoids = set(output_sigmoids(model))
     conv_nodes = {n.name for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm")}
     scores = []
