@@ -133,41 +133,35 @@ def expand_keep_float(model: onnx.ModelProto, keep_float: Sequence[str]) -> list
 
 
 def rank_onnx_sensitivity(ctx: ExportContext, fmt: Format) -> list[str]:
-    """Layer groups, most quantization-sensitive first, measured one by one on calibration inputs.
+    """Layer groups, most worth keeping in float first, measured one by one on calibration inputs.
 
-    For every group of :func:`layer_groups` that holds a Conv, a model with *only that group* quantized is made
-    (activation ranges calibrated once and cached) and compared with fp32 on up to four calibration inputs
-    (never the held-out ones); groups are ranked by the correlation they lose. Costs one quantization pass and a
+    For every group of :func:`layer_groups` that holds a Conv, the whole model is quantized *except that group*
+    (exactly as :func:`export_onnx_int8` does with ``keep_float=[group]``, activation ranges cached) and compared
+    with fp32 on up to four calibration inputs (never the held-out ones); groups are ranked by the correlation
+    that keeping them in float recovers, i.e. in the context the fallback uses them. One quantization pass and a
     few inferences per group.
     """
     import onnxruntime as ort
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     from salsdk.metrics import cc
 
     source = preprocessed_fp32(ctx)
     model = onnx.load(str(source))
     sample = ctx.calibration[: min(4, len(ctx.calibration))]
+
     def run(path: Path) -> np.ndarray:  # static batch 1
         session = ort.InferenceSession(str(path))
         return np.concatenate([session.run(None, {INPUT_NAME: sample[i:i + 1]})[0] for i in range(len(sample))])
 
     reference = run(source)
-    cache = range_cache(ctx, source)
-    sigmoids = set(output_sigmoids(model))
     conv_nodes = {n.name for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm")}
     scores = []
     for group, nodes in layer_groups(model).items():
         if not conv_nodes & set(nodes):
             continue
         target = ctx.workdir / "sensitivity_probe.onnx"
-        quantize_static(str(source), str(target), ArrayReader(ctx.calibration), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_quantize=[n for n in nodes if n not in sigmoids],
-                        calibrate_method=_calibrate_method(ctx.calibration_method),
-                        calibration_cache_path=str(cache), extra_options={"WeightSymmetric": True})
+        quantize_qdq(ctx, source, target, keep_float=[group])
         probe = run(target)
-        loss = 1.0 - min(cc(p[0].reshape(-1, p.shape[-1]), r[0].reshape(-1, r.shape[-1]))
-                         for p, r in zip(probe, reference))
-        scores.append((loss, group))
+        kept_cc = min(cc(p[0].reshape(-1, p.shape[-1]), r[0].reshape(-1, r.shape[-1])) for p, r in zip(probe, reference))
+        scores.append((kept_cc, group))
     return [group for _, group in sorted(scores, reverse=True)]
