@@ -132,14 +132,19 @@ def expand_keep_float(model: onnx.ModelProto, keep_float: Sequence[str]) -> list
     return sorted({n for item in keep_float for n in names if n == item or n.startswith(item.rstrip("/") + "/")})
 
 
-def rank_onnx_sensitivity(ctx: ExportContext, fmt: Format) -> list[str]:
-    """Layer groups, most worth keeping in float first, measured one by one on calibration inputs.
+GREEDY_STEPS = 8  # the first fallback steps are chosen greedily, each among ...
+GREEDY_WIDTH = 6  # ... the best-ranked remaining groups
 
-    For every group of :func:`layer_groups` that holds a Conv, the whole model is quantized *except that group*
-    (exactly as :func:`export_onnx_int8` does with ``keep_float=[group]``, activation ranges cached) and compared
-    with fp32 on up to four calibration inputs (never the held-out ones); groups are ranked by the correlation
-    that keeping them in float recovers, i.e. in the context the fallback uses them. One quantization pass and a
-    few inferences per group.
+
+def rank_onnx_sensitivity(ctx: ExportContext, fmt: Format) -> list[str]:
+    """Layer groups in the order the fallback should keep them in float, measured on calibration inputs.
+
+    Every candidate is scored the way the fallback will use it: the whole model quantized *except* the kept groups
+    (exactly as :func:`export_onnx_int8` does, activation ranges cached), compared with fp32 on up to four
+    calibration inputs (never the held-out ones) by the lowest map CC. First each group of :func:`layer_groups`
+    that holds a Conv is kept alone; then the order is built greedily, because kept groups interact: the first
+    :data:`GREEDY_STEPS` entries each add, among the :data:`GREEDY_WIDTH` best remaining groups, the one that
+    recovers most together with those already chosen. The rest follow by their single-group score.
     """
     import onnxruntime as ort
 
@@ -148,20 +153,25 @@ def rank_onnx_sensitivity(ctx: ExportContext, fmt: Format) -> list[str]:
     source = preprocessed_fp32(ctx)
     model = onnx.load(str(source))
     sample = ctx.calibration[: min(4, len(ctx.calibration))]
+    target = ctx.workdir / "sensitivity_probe.onnx"
 
     def run(path: Path) -> np.ndarray:  # static batch 1
         session = ort.InferenceSession(str(path))
         return np.concatenate([session.run(None, {INPUT_NAME: sample[i:i + 1]})[0] for i in range(len(sample))])
 
     reference = run(source)
-    conv_nodes = {n.name for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm")}
-    scores = []
-    for group, nodes in layer_groups(model).items():
-        if not conv_nodes & set(nodes):
-            continue
-        target = ctx.workdir / "sensitivity_probe.onnx"
-        quantize_qdq(ctx, source, target, keep_float=[group])
+
+    def score(keep: list[str]) -> float:
+        quantize_qdq(ctx, source, target, keep_float=keep)
         probe = run(target)
-        kept_cc = min(cc(p[0].reshape(-1, p.shape[-1]), r[0].reshape(-1, r.shape[-1])) for p, r in zip(probe, reference))
-        scores.append((kept_cc, group))
-    return [group for _, group in sorted(scores, reverse=True)]
+        return min(cc(p[0].reshape(-1, p.shape[-1]), r[0].reshape(-1, r.shape[-1])) for p, r in zip(probe, reference))
+
+    conv_nodes = {n.name for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm")}
+    groups = [g for g, nodes in layer_groups(model).items() if conv_nodes & set(nodes)]
+    pool = [g for _, g in sorted(((score([g]), g) for g in groups), reverse=True)]
+    order: list[str] = []
+    while pool and len(order) < GREEDY_STEPS:
+        best = max(pool[:GREEDY_WIDTH], key=lambda g: score(order + [g]))
+        order.append(best)
+        pool.remove(best)
+    return order + pool

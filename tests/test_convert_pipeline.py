@@ -170,7 +170,8 @@ def test_cli_exit_status_and_rejection_report(tmp_path, tinyhd_s_weights, shared
     from salsdk.cli import main
 
     status = main(["convert", "--model", MODEL, "--weights", str(tinyhd_s_weights), "--format", "onnx-int8",
-                   "--int8", "--calib", str(shared_video), "--min-cc", "0.99999", "--out", str(tmp_path)])
+                   "--int8", "--calib", str(shared_video), "--n-calib", "2", "--n-eval", "1", "--min-cc", "0.99999",
+                   "--out", str(tmp_path)])
     assert status == 1
     report = json.loads((tmp_path / f"{MODEL}-onnx-int8.rejected.json").read_text())
     assert report["status"] == "rejected" and not report["fidelity"]["passed"]
