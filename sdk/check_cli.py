@@ -25,8 +25,12 @@ def run(args: argparse.Namespace) -> int:
     """Print the agreement matrix and the per-bundle verdicts; exit 1 if a bundle is below its gate."""
     from .parity import check_bundles, format_report, plot_matrix
 
-    report = check_bundles(args.bundles, args.inputs, n_frames=args.frames, reference=not args.no_reference, weights=args.weights,
-                           cache_dir=args.cache_dir, threads=args.threads, progress=lambda s: print(f"  {s}"))
+    bundles = [b for b in args.bundles if not b.endswith(".rejected.json")]
+    for skipped in sorted(set(args.bundles) - set(bundles)):  # a glob such as out/Model-* also matches these
+        print(f"  skipping {skipped}: a conversion's rejection report, not a bundle")
+    report = check_bundles(bundles, args.inputs, n_frames=args.frames, reference=not args.no_reference,
+                           weights=args.weights, cache_dir=args.cache_dir, threads=args.threads,
+                           progress=lambda line: print(f"  {line}"))
     print()
     print(format_report(report))
     if args.json:

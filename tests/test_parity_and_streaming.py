@@ -120,11 +120,14 @@ def test_check_cli_flags_a_bundle_below_its_gate(tinyhd_s_bundles, tinyhd_s_weig
     manifest["fidelity"]["min_cc"] = 0.999999  # the manifest itself is not pinned: only the model file is
     (strict / MANIFEST_NAME).write_text(json.dumps(manifest))
     report_path, plot_path = tmp_path / "parity.json", tmp_path / "parity.png"
-    status = main(["check", str(out / f"{S_MODEL}-onnx-fp32"), str(strict), "--frames", "3",
+    rejected = tmp_path / f"{S_MODEL}-tflite-int8-io.rejected.json"  # what a glob like out/Model-* also matches
+    rejected.write_text("{}")
+    status = main(["check", str(out / f"{S_MODEL}-onnx-fp32"), str(strict), str(rejected), "--frames", "3",
                    "--weights", str(tinyhd_s_weights),
                    "--json", str(report_path), "--plot", str(plot_path)])
     printed = capsys.readouterr().out
     assert status == 1 and "BELOW GATE" in printed and "below their fidelity gate here: onnx-int8" in printed
+    assert f"skipping {rejected}: a conversion's rejection report" in printed
     report = json.loads(report_path.read_text())
     assert report["passed"] is False and [b["ok"] for b in report["bundles"]] == [True, False]
     assert Image.open(plot_path).size[0] > 200
