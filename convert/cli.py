@@ -29,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-calib", type=int, help="calibration inputs (default: 16 images or 8 clips)")
     parser.add_argument("--n-eval", type=int, help="held-out inputs for the fidelity gate (default: 6 images or 6 clips)")
     parser.add_argument("--min-cc", type=float, default=0.99, help="fidelity gate: minimum CC vs fp32 (default 0.99)")
+    parser.add_argument("--max-float", type=float, default=0.5,
+                        help="fidelity fallback: at most this fraction of the ranked layers may stay in float "
+                             "(default 0.5, so an int8 artifact stays mostly int8; 1 allows as many as the gate "
+                             "needs; the table and manifest say how many were kept)")
     parser.add_argument("--size", help="static input size HxW for image models (default: the card's, e.g. 480x640)")
     parser.add_argument("--dynamic-batch", action="store_true", help="ONNX with a dynamic batch dimension")
     parser.add_argument("--graph", default="auto", choices=["auto", "original", "rewritten"],
@@ -67,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     opts = ConvertOptions(model=args.model, weights=weights, formats=formats, out=Path(args.out), calib=args.calib,
                           min_cc=args.min_cc, size=parse_size(args.size), calibration_method=args.calib_method,
                           dynamic_batch=args.dynamic_batch, graph=args.graph,
-                          n_calib=args.n_calib, n_eval=args.n_eval)
+                          n_calib=args.n_calib, n_eval=args.n_eval, max_float=args.max_float)
     outcomes = convert(opts)
     print()
     print(format_table(outcomes))

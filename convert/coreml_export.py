@@ -315,7 +315,8 @@ def export_coreml(ctx: ExportContext, fmt: Format, dest: Path, keep_float: Seque
         quantization = {**quantization, "tool": "coremltools.optimize.coreml.linear_quantize_weights",
                         "weights": "int8 linear symmetric, per output channel, dequantized to float16 at load",
                         "weight_threshold": WEIGHT_THRESHOLD, "quantized_tensors": summary["quantized_weights"],
-                        "float16_weight_tensors": sum(1 for e in record if not e["quantized"])}
+                        "float16_weight_tensors": sum(1 for e in record if not e["quantized"]),
+                        "calibration_method": "none (weights only; activations stay float16)"}
     if keep:
         quantization["kept_float"] = list(keep)
     input_note = (f"input: Core ML ImageType ({transform['color_layout']}, 8-bit pixels), normalised in the model "
@@ -407,6 +408,61 @@ def load_weight_record(ctx: ExportContext, fmt: Format) -> list[dict[str, Any]] 
             if e["quantized"]:
                 e.update(q=data[f"q{i}"], scale=data[f"scale{i}"], zero_point=data[f"zp{i}"])
     return meta
+
+
+# ------------------------------------------------------------------------------------------------ sensitivity
+def weight_constants(mlmodel: Any) -> list[tuple[str, list[int]]]:
+    """(name, shape) of the constant holding the weight of every conv/linear/matmul op, in program order."""
+    shapes: dict[str, list[int]] = {}
+    weights: list[str] = []
+    for block in mlmodel.get_spec().mlProgram.functions["main"].block_specializations.values():
+        for op in block.operations:
+            if op.type == "const":
+                for out in op.outputs:
+                    shapes[out.name] = [int(d.constant.size) for d in out.type.tensorType.dimensions]
+            elif op.type in WEIGHT_OPS:
+                argument = op.inputs.get("weight") or op.inputs.get("y")
+                if argument is not None and argument.arguments and argument.arguments[0].name:
+                    weights.append(argument.arguments[0].name)
+    return [(name, shapes[name]) for name in weights if name in shapes]
+
+
+def rank_coreml_sensitivity(ctx: ExportContext, fmt: Format) -> list[str]:
+    """Weight constants that ``coreml-w8`` quantizes, most sensitive first, for its fidelity fallback.
+
+    Each weight is quantized alone with coremltools' formula (int8 symmetric per channel) in the fp32 PyTorch model
+    and scored by the lowest map CC against the unquantized model on up to two calibration inputs (never the
+    held-out ones). Constants are paired with PyTorch modules by program order and shape, as the simulation does.
+    """
+    from salsdk.metrics import cc
+
+    model = copy.deepcopy(ctx.model).eval()
+    constants = [(name, shape) for name, shape in weight_constants(cached_fp16(ctx))
+                 if int(np.prod(shape)) > WEIGHT_THRESHOLD]
+    modules, pairs, start = _weighted_modules_in_call_order(model, _example(ctx)), [], 0
+    for name, shape in constants:
+        match = next((i for i in range(start, len(modules)) if list(modules[i].weight.shape) == shape), None)
+        if match is None:
+            raise ConversionError(f"cannot pair the Core ML weight {name} {shape} with a module of {ctx.card.name}")
+        pairs.append((name, modules[match]))
+        start = match + 1
+    sample = torch.from_numpy(np.ascontiguousarray(ctx.calibration[:2], dtype=np.float32))
+
+    def maps() -> np.ndarray:
+        with torch.no_grad():
+            out = model(sample)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        return out.numpy().reshape(-1, *out.shape[-2:])
+
+    reference = maps()
+    scores = []
+    for name, module in pairs:
+        original = module.weight.data
+        axis = 1 if isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)) else 0
+        module.weight.data = torch.from_numpy(_w8_weight(original.numpy(), None, axis)[0])
+        scores.append((min(cc(a, b) for a, b in zip(maps(), reference)), name))
+        module.weight.data = original
+    return [name for _, name in sorted(scores)]
 
 
 # ------------------------------------------------------------------------------------------------- simulation

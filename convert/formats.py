@@ -76,8 +76,9 @@ FORMATS: tuple[Format, ...] = (
            "TFLite full int8 with int8 input/output tensors", "salsdk.convert.tflite_export:rank_tflite_sensitivity", graph_rewrite=True),
     Format("coreml-fp16", "coreml", "fp16", ".mlpackage", "coreml", "salsdk.convert.coreml_export:export_coreml",
            False, "base", "CoreML ML Program, fp16 compute"),
-    Format("coreml-w8", "coreml", "w8", ".mlpackage", "coreml", "salsdk.convert.coreml_export:export_coreml", False,
-           "int8", "CoreML ML Program with 8-bit linear-quantised weights"),
+    Format("coreml-w8", "coreml", "w8", ".mlpackage", "coreml", "salsdk.convert.coreml_export:export_coreml", True,
+           "int8", "CoreML ML Program with 8-bit linear-quantised weights",
+           "salsdk.convert.coreml_export:rank_coreml_sensitivity"),
 )
 
 FORMATS_BY_KEY = {f.key: f for f in FORMATS}

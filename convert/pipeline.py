@@ -40,7 +40,8 @@ from .formats import Format
 
 PENDING_MANIFEST = ".manifest.json.pending"  # renamed to manifest.json as the very last step of publishing
 CALIBRATION_NPY = "calibration_image_sample_data_20x128x128x3_float32.npy"
-FALLBACK_STEPS = (1, 2, 3, 4, 6, 8, 12, 16)
+FALLBACK_GROWTH = 1.5  # each fallback step keeps about this many times more layers in float than the last
+DEFAULT_MAX_FLOAT = 0.5  # an int8 artifact keeps at least half of its ranked layers quantized unless told otherwise
 GRAPH_CHOICES = ("auto", "original", "rewritten")  # which graph formats export (see ConvertOptions.graph)
 CALIBRATION_CHOICES = ("auto", "minmax", "percentile", "entropy")  # see calibration_candidates
 REWRITE_MIN_CC = 0.9999  # an export rewrite must reproduce the original this closely on the held-out inputs
@@ -52,7 +53,7 @@ class Outcome:
     """What happened to one format: accepted (bundle written) or rejected (report only)."""
 
     format: Format
-    status: str  # "accepted", "accepted (<method> calibration)", "accepted (fallback)", "rejected", "failed"
+    status: str  # "accepted", "accepted (<method> calibration)", "accepted (fallback: k/n layers float)", "rejected", "failed"
     bundle: Path | None = None
     size_bytes: int | None = None
     fidelity: FidelityReport | None = None
@@ -75,6 +76,7 @@ class ConvertOptions:
     dynamic_batch: bool = False
     n_calib: int | None = None
     n_eval: int | None = None
+    max_float: float = DEFAULT_MAX_FLOAT  # fraction of the ranked layers the fidelity fallback may keep in float
     graph: str = "auto"  # auto: each format's table row decides; original / rewritten: every format
 
 
@@ -230,29 +232,46 @@ def calibration_candidates(fmt: Format, requested: str) -> list[str]:
     return list(fmt.calibration_methods) if requested == "auto" else [requested]
 
 
+def fallback_steps(n_ranked: int, max_float: float) -> list[int]:
+    """How many of ``n_ranked`` layers each fallback attempt keeps in float: 1, 2, 3, 4, 6, 9, 14, 21, ... (growing
+    by :data:`FALLBACK_GROWTH`), ending exactly at the cap, ``max_float`` of the ranked layers."""
+    if not 0.0 < max_float <= 1.0:
+        raise ConversionError(f"--max-float {max_float}: give a fraction of the ranked layers in (0, 1]")
+    limit = max(1, int(n_ranked * max_float)) if n_ranked else 0
+    steps, k = [], 1
+    while k < limit:
+        steps.append(k)
+        k = max(k + 1, round(k * FALLBACK_GROWTH))
+    return steps + [limit] if limit else []
+
+
 def export_with_gate(ctx: ExportContext, fmt: Format, data: CalibrationData, reference: list[np.ndarray],
-                     min_cc: float, staging: Path, log: Log) -> Outcome:
+                     min_cc: float, staging: Path, log: Log, max_float: float = DEFAULT_MAX_FLOAT) -> Outcome:
     """Export ``fmt`` into ``staging`` and gate it; a quantized format below ``min_cc`` recovers in two steps.
 
     1. Calibration: the other activation-range methods of :func:`calibration_candidates` (percentile, entropy for
        ONNX Runtime), keeping the best.
-    2. Precision: the most sensitive layers of the format's ranking kept in float, 1, 2, 3, 4, 6, 8, 12, 16 of them
-       (at most half of the ranked layers), until the gate passes.
+    2. Precision (accuracy-aware mixed precision): the most sensitive layers of the format's ranking kept in float,
+       more at each attempt (:func:`fallback_steps`, at most ``max_float`` of the ranked layers), until the gate
+       passes. The manifest says which layers and how many of the ranked ones stayed float.
 
     Every attempt (method, layers kept, CC) is recorded in the manifest or the rejection report.
     """
     exporter = fmt.load_exporter()
     attempts: list[dict[str, Any]] = []
 
-    def attempt(method: str, keep: tuple[str, ...] = ()) -> tuple[ExportResult, FidelityReport]:
+    def attempt(method: str, keep: tuple[str, ...] = (), ranked: int = 0) -> tuple[ExportResult, FidelityReport]:
         for child in staging.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
         started = time.perf_counter()
         result = exporter(replace(ctx, calibration_method=method), fmt, staging, **({"keep_float": keep} if keep else {}))
+        if keep:
+            result.quantization["fallback"] = {"kept_float": len(keep), "ranked_layers": ranked}
         fidelity = evaluate(ctx, fmt, staging / result.model_file, data, reference, min_cc)
-        attempts.append({"calibration_method": method, "kept_float": list(keep), "cc_min": fidelity.cc_min,
+        recorded = result.quantization.get("calibration_method", method)  # what the tool actually used
+        attempts.append({"calibration_method": recorded, "kept_float": list(keep), "cc_min": fidelity.cc_min,
                          "cc_mean": fidelity.cc_mean})
-        what = f"{len(keep)} layer(s) in float" if keep else f"calibration {method}" if fmt.quantized else "exported"
+        what = f"{len(keep)}/{ranked} layers in float" if keep else f"calibration {recorded}" if fmt.quantized else "exported"
         log(f"  {fmt.key}: {what} in {time.perf_counter() - started:.1f}s -> CC min {fidelity.cc_min:.4f} "
             f"mean {fidelity.cc_mean:.4f}")
         return result, fidelity
@@ -270,14 +289,14 @@ def export_with_gate(ctx: ExportContext, fmt: Format, data: CalibrationData, ref
     method = best[0]
     rank = fmt.load_sensitivity()
     ranking = rank(replace(ctx, calibration_method=method), fmt) if rank else []
-    log(f"  {fmt.key}: below CC {min_cc}; fallback with {method} calibration over {len(ranking)} ranked layers "
-        f"(most sensitive: {', '.join(ranking[:3])})")
-    for k in FALLBACK_STEPS:
-        if k > max(1, len(ranking) // 2):
-            break
-        result, fidelity = attempt(method, tuple(ranking[:k]))
+    steps = fallback_steps(len(ranking), max_float)
+    log(f"  {fmt.key}: below CC {min_cc}; fallback with {method} calibration: up to {steps[-1] if steps else 0} of "
+        f"{len(ranking)} ranked layers in float (most sensitive: {', '.join(ranking[:3])})")
+    for k in steps:
+        result, fidelity = attempt(method, tuple(ranking[:k]), len(ranking))
         if fidelity.passed:
-            return _finish(ctx, fmt, result, fidelity, attempts, staging, "accepted (fallback)")
+            return _finish(ctx, fmt, result, fidelity, attempts, staging,
+                           f"accepted (fallback: {k}/{len(ranking)} layers float)")
     return _finish(ctx, fmt, result, fidelity, attempts, staging, "rejected")
 
 
@@ -342,7 +361,7 @@ def _convert_one(ctx: ExportContext, fmt: Format, data: CalibrationData, referen
     try:
         if fmt.key != "onnx-fp32" and fmt.family != "coreml":
             ensure_onnx_fp32(ctx)  # every other ONNX and TFLite format derives from it
-        outcome = export_with_gate(ctx, fmt, data, reference, opts.min_cc, staging, log)
+        outcome = export_with_gate(ctx, fmt, data, reference, opts.min_cc, staging, log, opts.max_float)
     except Exception as exc:  # one format failing must not lose the others
         shutil.rmtree(staging, ignore_errors=True)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -479,9 +479,11 @@ def rank_tflite_sensitivity(ctx: ExportContext, fmt: Format) -> list[str]:
     """
     rows = layer_statistics(ctx, fmt)
     rows.sort(key=lambda r: (-float(r["mean_squared_error"]), r["sqnr_db"]))
+    graph = read_model(calibrated_model(ctx)).subgraphs[0]
+    known = {t.name.decode() for t in graph.tensors}  # the debugger also reports outputs under signature names
     ranked: list[str] = []
     for row in rows:
-        if row["tensor_name"] not in ranked:
+        if row["tensor_name"] in known and row["tensor_name"] not in ranked:
             ranked.append(row["tensor_name"])
     return ranked
 

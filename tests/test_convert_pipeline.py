@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import salsdk
-from salsdk.convert.pipeline import format_table
-from salsdk.errors import BundleError
+from salsdk.convert.pipeline import fallback_steps, format_table
+from salsdk.errors import BundleError, ConversionError
 from salsdk.manifest import MANIFEST_NAME, contract_from_manifest, read_manifest
 from salsdk.metrics import cc
 from salsdk.quantize.calibration import clip_calibration
@@ -165,19 +165,30 @@ def test_killed_conversion_leaves_no_half_bundle(tmp_path, tinyhd_s_weights, sha
 
 
 @pytest.mark.slow
+def test_fallback_steps_grow_to_the_cap():
+    assert fallback_steps(31, 1.0) == [1, 2, 3, 4, 6, 9, 14, 21, 31]
+    assert fallback_steps(31, 0.5) == [1, 2, 3, 4, 6, 9, 14, 15]
+    assert fallback_steps(100, 0.1) == [1, 2, 3, 4, 6, 9, 10]
+    assert fallback_steps(1, 0.5) == [1] and fallback_steps(0, 1.0) == []
+    with pytest.raises(ConversionError, match="max-float"):
+        fallback_steps(10, 0.0)
+
+
 def test_cli_exit_status_and_rejection_report(tmp_path, tinyhd_s_weights, shared_video):
     """An impossible gate: the int8 artifact is rejected with a JSON report and no bundle; exit status 1."""
     from salsdk.cli import main
 
     status = main(["convert", "--model", MODEL, "--weights", str(tinyhd_s_weights), "--format", "onnx-int8",
                    "--int8", "--calib", str(shared_video), "--n-calib", "2", "--n-eval", "1", "--min-cc", "0.99999",
-                   "--out", str(tmp_path)])
+                   "--max-float", "0.15", "--out", str(tmp_path)])
     assert status == 1
     report = json.loads((tmp_path / f"{MODEL}-onnx-int8.rejected.json").read_text())
     assert report["status"] == "rejected" and not report["fidelity"]["passed"]
     attempts = report["fallback_attempts"]  # other calibration methods first, then layers kept in float
     assert [a["calibration_method"] for a in attempts[:3]] == ["minmax", "percentile", "entropy"]
     assert not any(a["kept_float"] for a in attempts[:3])
-    assert len(attempts) > 3 and all(a["kept_float"] for a in attempts[3:])
+    ranked = report["quantization"]["fallback"]["ranked_layers"]
+    assert [len(a["kept_float"]) for a in attempts[3:]] == fallback_steps(ranked, 0.15)
+    assert len(attempts[-1]["kept_float"]) == int(ranked * 0.15)  # the cap was reached, not exceeded
     assert not (tmp_path / f"{MODEL}-onnx-int8").exists()
     assert (tmp_path / f"{MODEL}-onnx-fp32" / MANIFEST_NAME).exists()

@@ -277,6 +277,28 @@ def test_coreml_manifest_round_trip(coreml_artifacts, tmp_path):
     assert "salsdk_manifest" in validate_mlpackage(path)["metadata_keys"]
 
 
+def test_coreml_sensitivity_ranking_and_keep_float(export_ctx, coreml_artifacts, evaluation, tmp_path):
+    """coreml-w8's fallback: weight constants ranked on calibration inputs; kept ones stay float16 in the package
+    and in its simulation."""
+    from salsdk.convert.coreml_export import export_coreml, rank_coreml_sensitivity, simulate_coreml
+    from salsdk.runtimes.coreml_runtime import validate_mlpackage
+
+    fmt = FORMATS_BY_KEY["coreml-w8"]
+    ranking = rank_coreml_sensitivity(export_ctx, fmt)
+    quantized = validate_mlpackage(coreml_artifacts["coreml-w8"][1])["quantized_weights"]
+    assert len(ranking) == quantized and len(set(ranking)) == len(ranking)
+    keep = tuple(ranking[:4])
+    result = export_coreml(export_ctx, fmt, tmp_path, keep_float=keep)
+    assert result.quantization["kept_float"] == list(keep)
+    assert validate_mlpackage(tmp_path / result.model_file)["quantized_weights"] == quantized - 4
+    inputs, reference = evaluation
+    cc = min_cc(simulate_coreml(export_ctx, fmt, inputs)[0], reference)
+    RESULTS["coreml-w8 + 4 weights float16 (simulated)"] = cc
+    assert cc >= MIN_CC["coreml-w8"]
+    with pytest.raises(salsdk.ConversionError, match="keep_float"):
+        export_coreml(export_ctx, fmt, tmp_path / "bad", keep_float=("no_such_weight",))
+
+
 def test_zz_report():
     """Print the fidelity figures gathered above (visible with ``pytest -s``)."""
     for key, cc in RESULTS.items():
