@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         formats = select_formats(args.format, args.int8, args.fp16)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    if not 0.0 < args.max_float <= 1.0:
+        raise InputError(f"--max-float {args.max_float}: give a fraction of the ranked layers in (0, 1], e.g. 0.5")
     signal.signal(signal.SIGTERM, _terminate)
     weights = None if args.random_init else (args.weights or "official")
     opts = ConvertOptions(model=args.model, weights=weights, formats=formats, out=Path(args.out), calib=args.calib,
