@@ -2,7 +2,8 @@
 
 One onnx2tf run per model turns the fp32 ONNX graph into a channels-last TensorFlow SavedModel (NCHW -> NHWC,
 NCTHW -> NTHWC; the layout transposes are folded into the weights, so the graph starts with the first real op)
-together with fp32 and fp16-weight ``.tflite`` files. The integer variants are made from that SavedModel by
+together with fp32 and fp16-weight ``.tflite`` files. Before it runs, pixel shuffles are switched to TFLite's
+DCR channel order where the weights absorb the permutation (:mod:`salsdk.convert.depth_to_space`). The integer variants are made from that SavedModel by
 ``tf.lite.TFLiteConverter.from_saved_model``:
 
 * ``int8-dynamic``: ``Optimize.DEFAULT`` without data: int8 weights, float activations.
@@ -236,7 +237,7 @@ def float_models(ctx: ExportContext) -> FloatModels:
     import onnx2tf
 
     source = folder / f"{stem}.onnx"  # a copy: onnx2tf may rewrite its input file (onnxsim) in place
-    shutil.copyfile(ctx.onnx_fp32, source)
+    write_onnx2tf_input(Path(ctx.onnx_fp32), source)
     log = io.StringIO()
     try:
         with _working_directory(folder), contextlib.redirect_stdout(log):
@@ -253,6 +254,24 @@ def float_models(ctx: ExportContext) -> FloatModels:
         raise ConversionError(f"onnx2tf finished without writing {', '.join(missing)} in {out}")
     source.unlink()
     return result
+
+
+def write_onnx2tf_input(onnx_path: Path, dest: Path) -> int:
+    """Write the fp32 ONNX graph as onnx2tf gets it: pixel shuffles in TFLite's DCR channel order where the
+    weights can absorb the permutation (:func:`salsdk.convert.depth_to_space.crd_to_dcr`), so that they become
+    one ``DEPTH_TO_SPACE`` instead of three copies. Returns how many shuffles were switched."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    if not any(node.op_type == "DepthToSpace" for node in model.graph.node):
+        shutil.copyfile(onnx_path, dest)
+        return 0
+    from .depth_to_space import crd_to_dcr
+
+    model = onnx.shape_inference.infer_shapes(model)
+    switched = crd_to_dcr(model)
+    onnx.save(model, str(dest))
+    return switched
 
 
 # ------------------------------------------------------------------------------------------ TFLite converter
@@ -421,6 +440,9 @@ def export_tflite(ctx: ExportContext, fmt: Format, dest: Path, keep_float: Seque
              f"input layout {layout}" + (" (onnx2tf folded the layout transposes into the weights)"
                                           if layout in ("NHWC", "NTHWC") and "TRANSPOSE" not in first else ""),
              f"exported in {time.perf_counter() - started:.1f}s (onnx2tf and calibration are cached per model)"]
+    if ops.get("DEPTH_TO_SPACE"):
+        notes.append(f"pixel shuffles as DEPTH_TO_SPACE: {ops['DEPTH_TO_SPACE']} (CRD shuffles re-expressed in "
+                     "TFLite's DCR order by salsdk.convert.depth_to_space)")
     if "TRANSPOSE" in first:
         notes.append("WARNING: a TRANSPOSE reads the input directly (onnx2tf could not fold the layout change)")
     return ExportResult(model_file=MODEL_FILE, inputs=inputs, outputs=outputs, tool_versions=_tool_versions(),

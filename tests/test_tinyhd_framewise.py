@@ -95,3 +95,27 @@ def test_exported_graph_has_no_3d_convolution(tmp_path):
     assert len(five_d) <= 2 and set(five_d) <= {"Transpose", "Reshape"}, five_d  # the input fold, the MIMO unfold
     assert not {"Gather", "GatherElements"} & {n.op_type for n in model.graph.node}
     assert np.prod([d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]) == 16 * 64 * 96
+
+
+def test_pixel_shuffles_of_the_export_graph_switch_to_dcr(tmp_path):
+    """The TFLite exporter's CRD -> DCR pass folds all TinyHD-M shuffles but the 4 after channel concatenations
+    (feature fusion) into the weights, and ONNX Runtime gives the same maps."""
+    import onnxruntime as ort
+
+    from salsdk.convert.tflite_export import write_onnx2tf_input
+
+    rewritten = get_entry("TinyHD-M-x0.25").export_rewrite(build_untrained("TinyHD-M-x0.25"))
+    path = tmp_path / "framewise.onnx"
+    x = clips(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(rewritten, (x,), str(path), input_names=["input"], opset_version=17, dynamo=False)
+    import onnxslim
+
+    onnx.save(onnxslim.slim(onnx.load(str(path))), str(path))  # as salsdk's ONNX exporter
+    assert write_onnx2tf_input(path, tmp_path / "dcr.onnx") == 18
+    modes = [a.s for n in onnx.load(str(tmp_path / "dcr.onnx")).graph.node if n.op_type == "DepthToSpace"
+             for a in n.attribute if a.name == "mode"]
+    assert modes.count(b"DCR") == 18 and modes.count(b"CRD") == 4
+    before, after = (ort.InferenceSession(str(p)).run(None, {"input": x.numpy()})[0] for p in (path, tmp_path / "dcr.onnx"))
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5)

@@ -80,7 +80,7 @@ Post-processing of the official code (``generate.post_process_png``), per map
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import torch
@@ -236,6 +236,13 @@ class ClipOps:
         """Trilinear x2 in space (``align_corners=True``), time unchanged."""
         return F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="trilinear", align_corners=True)
 
+    def space_time_up(self, x: Tensor, space_up: Callable[[Tensor], Tensor]) -> Tensor:
+        """``time_up(space_up(x))``: TinyHD-M's up-sampling steps in D2/D3, in the reference's order.
+
+        Both are linear along their own axes, so they commute; a layout may run them in the cheaper order.
+        """
+        return self.time_up(space_up(x))
+
     def cat(self, tensors: Sequence[Tensor]) -> Tensor:
         """Concatenation along channels."""
         return torch.cat(list(tensors), dim=1)
@@ -332,33 +339,32 @@ class TinyHDAggregator(nn.Module):
 
     def decoder2(self, x: Sequence[Tensor], ops: ClipOps) -> Tensor:
         """Top-down path from x3 with lateral additions of x2, x1, x0; 1 map."""
-        m, shuffle_up = self.aggregate_adapter[16:24], ops.shuffle_up
-        t_up = ops.time_up if self.multi else _identity
-        y = t_up(shuffle_up(m[0](x[3]))) + x[2]
-        y = t_up(shuffle_up(m[1](y))) + m[2](x[1])
-        y = t_up(shuffle_up(m[3](y))) + m[5](m[4](x[0]))
-        y = shuffle_up(m[6](y)) if self.rc == 1 else ops.space_up(m[6](y))
-        return m[7](t_up(y))
+        m, up = self.aggregate_adapter[16:24], self._upsampler(ops)
+        y = up(m[0](x[3]), ops.shuffle_up) + x[2]
+        y = up(m[1](y), ops.shuffle_up) + m[2](x[1])
+        y = up(m[3](y), ops.shuffle_up) + m[5](m[4](x[0]))
+        return m[7](up(m[6](y), ops.shuffle_up if self.rc == 1 else ops.space_up))
 
     def decoder3(self, x: Sequence[Tensor], ops: ClipOps) -> Tensor:
         """Dense (DLA-like) aggregation: three rounds of upsample-and-add between neighbouring levels; 1 map."""
-        m, shuffle_up = self.aggregate_adapter[24:37], ops.shuffle_up
-        t_up = ops.time_up if self.multi else _identity
-        up = shuffle_up if self.rc == 1 else ops.space_up
-        l1 = [t_up(up(y)) for y in x]
+        m, up, shuffle_up = self.aggregate_adapter[24:37], self._upsampler(ops), ops.shuffle_up
+        first_up = shuffle_up if self.rc == 1 else ops.space_up
+        l1 = [up(y, first_up) for y in x]
         l1[1:] = [y + blk(z) for y, blk, z in zip(l1[1:], m[0:3], x[:-1])]
-        l2 = [t_up(shuffle_up(blk(y))) + lat(z) for blk, y, lat, z in zip(m[3:6], l1[1:], m[6:9], l1[:-1])]
-        l3 = [t_up(shuffle_up(y)) + lat(z) for y, lat, z in zip(l2[1:], m[9:11], l2[:-1])]
-        l4 = t_up(shuffle_up(l3[1])) + m[11](l3[0])
+        l2 = [up(blk(y), shuffle_up) + lat(z) for blk, y, lat, z in zip(m[3:6], l1[1:], m[6:9], l1[:-1])]
+        l3 = [up(y, shuffle_up) + lat(z) for y, lat, z in zip(l2[1:], m[9:11], l2[:-1])]
+        l4 = up(l3[1], shuffle_up) + m[11](l3[0])
         return m[12](l4)
+
+    def _upsampler(self, ops: ClipOps) -> Callable[[Tensor, Callable[[Tensor], Tensor]], Tensor]:
+        """The up-sampling step of D2/D3: ``up(x, space_up)`` is x2 in space, and also x2 in time for MIMO."""
+        if self.multi:
+            return ops.space_time_up
+        return lambda x, space_up: space_up(x)
 
     def forward(self, features: Sequence[Tensor], ops: ClipOps = NATIVE) -> list[Tensor]:
         x = self.fuse(features, ops)
         return [torch.sigmoid(d(x, ops)) for d in (self.decoder1, self.decoder2, self.decoder3)]
-
-
-def _identity(x: Tensor) -> Tensor:
-    return x
 
 
 class TinyHDHead(nn.Module):

@@ -1,0 +1,74 @@
+"""The CRD -> DCR pixel-shuffle pass (salsdk.convert.depth_to_space) keeps the function and folds the channel
+permutation into the weights, and leaves shuffles it cannot fold alone."""
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from salsdk.convert.depth_to_space import crd_to_dcr
+
+
+class Shuffles(nn.Module):
+    """Three shuffles: after conv + ReLU6; after a shuffled map (nested) that another conv also reads, through
+    per-frame arithmetic; after a channel concatenation (cannot be folded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.lateral = nn.Conv2d(3, 32, 3, padding=1), nn.Conv2d(8, 4, 3, padding=1)
+        self.d, self.e = nn.Conv2d(3, 8, 1), nn.Conv2d(3, 8, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        z = F.pixel_shuffle(F.relu6(self.a(x)), 2)  # 8 channels at 2x
+        y = z * torch.tensor([0.5, 2.0]).view(2, 1, 1, 1) + 1.0  # a per-frame (batch-axis) constant
+        nested = F.pixel_shuffle(y, 2)  # 2 channels at 4x: needs z in a new channel order
+        concat = F.pixel_shuffle(torch.cat([self.d(x), self.e(x)], dim=1), 2)
+        return nested, self.lateral(z), concat
+
+
+def _export(module: nn.Module, x: torch.Tensor) -> onnx.ModelProto:
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), (x,), buffer, input_names=["input"], opset_version=17, dynamo=False)
+    return onnx.shape_inference.infer_shapes(onnx.load_from_string(buffer.getvalue()))
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:
+    return ort.InferenceSession(model.SerializeToString()).run(None, {"input": x})
+
+
+def test_crd_shuffles_become_dcr_with_the_same_outputs():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 10)
+    model = _export(Shuffles(), x)
+    expected = _run(model, x.numpy())
+    modes = lambda: sorted(a.s.decode() for n in model.graph.node if n.op_type == "DepthToSpace"  # noqa: E731
+                           for a in n.attribute if a.name == "mode")
+    assert modes() == ["CRD", "CRD", "CRD"]
+    assert crd_to_dcr(model) == 2  # the first folds into conv a; the nested one into a again and lateral's input
+    onnx.checker.check_model(model)
+    assert modes() == ["CRD", "DCR", "DCR"]
+    for got, want in zip(_run(model, x.numpy()), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_shuffle_after_conv_folds_into_its_weights():
+    torch.manual_seed(1)
+    module = nn.Sequential(nn.Conv2d(3, 12, 3, padding=1), nn.ReLU6(), nn.PixelShuffle(2), nn.Conv2d(3, 2, 1))
+    x = torch.randn(1, 3, 6, 6)
+    model = _export(module, x)
+    expected = _run(model, x.numpy())[0]
+    weight_before = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    assert crd_to_dcr(model) == 1
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    permuted = onnx.numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == conv.input[1]))
+    original = next(v for v in weight_before.values() if v.shape == (12, 3, 3, 3))
+    assert not np.array_equal(permuted, original) and np.array_equal(np.sort(permuted.ravel()), np.sort(original.ravel()))
+    np.testing.assert_allclose(_run(model, x.numpy())[0], expected, rtol=1e-5, atol=1e-6)
