@@ -63,6 +63,7 @@ def test_tflite_bundles_are_made_from_the_graph_without_3d_convolutions(converte
         assert graph["cc_min_vs_original"] >= 0.9999
         ops = op_counts((out / f"{MODEL}-{key}" / manifest["model_file"]).read_bytes())
         assert "CONV_3D" not in ops and ops.get("DEPTHWISE_CONV_2D", 0) > 50, ops
+        assert ops.get("DEPTH_TO_SPACE") == 18, ops  # the pixel shuffles not after a channel concatenation
     assert read_manifest(out / f"{MODEL}-onnx-fp32")["graph"]["rewrite"] is None
     assert any("export rewrite tinyhd-framewise-2d: max abs error" in line for line in log)
 
