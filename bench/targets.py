@@ -3,7 +3,9 @@
 Targets (best accepted artifact, CC >= 0.99 against fp32, measured side by side on the same CPU):
 
 * KDSalBox students at 480x640: at least 4x faster than PyTorch eager fp32, and faster than the paper's 0.4 s;
-* TinyHD-S-x0.25 and TinyHD-M-x0.25: at least 3x faster than PyTorch eager fp32 per output map.
+* TinyHD-S-x0.25 and TinyHD-M-x0.25: at least 3x faster than PyTorch eager fp32 per output map, and their TFLite
+  fp32 bundle (XNNPACK) no slower than their ONNX fp32 bundle on ONNX Runtime (a runtime-pair target: the ratio is
+  ONNX Runtime's p50 over TFLite's, same threads, same run).
 
 The explanation is built from measurements, not guesses: where the MACs are (per layer type and block), the
 lower bound those MACs set at this machine's measured GEMM peak, the MAC rate PyTorch eager already reaches,
@@ -27,6 +29,7 @@ class Target:
     min_ratio: float
     max_ms_per_map: float | None = None  # e.g. the paper's 0.4 s
     input_hw: tuple[int, int] | None = None  # measured at this input (None: any)
+    pair: tuple[str, str] | None = None  # (format/engine label, versus format/engine label): a runtime-pair target
 
 
 @dataclass
@@ -53,14 +56,52 @@ def targets_for(model: str) -> list[Target]:
         return [Target(card.name, "KDSalBox student at 480x640: >= 4x PyTorch eager fp32 and < 0.4 s (paper, CPU)",
                        4.0, 400.0, (480, 640))]
     if card.family == "tinyhd" and ("x0.25" in card.name.lower() or "x1/4" in card.name.lower()):
-        return [Target(card.name, f"{card.name}: >= 3x PyTorch eager fp32 per output map", 3.0)]
+        return [Target(card.name, f"{card.name}: >= 3x PyTorch eager fp32 per output map", 3.0),
+                Target(card.name, f"{card.name}: TFLite fp32 (XNNPACK) no slower than ONNX Runtime fp32", 1.0,
+                       pair=(TFLITE_XNNPACK, ONNXRUNTIME))]
     return []
+
+
+TFLITE_XNNPACK = ("tflite-fp32", "litert", "xnnpack")
+ONNXRUNTIME = ("onnx-fp32", "onnxruntime", "cpu")
+
+
+def _pool(target: Target, rows: list[BenchResult]) -> list[BenchResult]:
+    return [r for r in rows if r.model.lower() == target.model.lower() and r.source == "measured"
+            and r.device == "cpu" and (target.input_hw is None or tuple(r.input_shape[-2:]) == target.input_hw)]
+
+
+def check_pair(target: Target, rows: list[BenchResult]) -> TargetResult:
+    """A runtime-pair target: the first (format, runtime, delegate) at most ``1 / min_ratio`` times as slow as the
+    second, at the same input and thread count, both accepted."""
+    assert target.pair is not None
+    pick = {side: [r for r in _pool(target, rows)
+                   if (r.format, r.runtime, r.delegate) == side and r.status == "ok" and r.central_ms]
+            for side in target.pair}
+    pairs = [(a, b) for a in pick[target.pair[0]] for b in pick[target.pair[1]]
+             if a.threads == b.threads and a.input_shape == b.input_shape]
+    if not pairs:
+        missing = [" / ".join(side[:2]) for side in target.pair if not pick[side]]
+        return TargetResult(target, "not measured", why=[f"no measurement of {', '.join(missing) or 'both'} "
+                                                         "at the same input and threads"])
+    a, b = max(pairs, key=lambda ab: (ab[0].threads or 0, -ab[0].central_ms))
+    ratio = b.central_ms / a.central_ms
+    result = TargetResult(target, "met", best={
+        "label": a.label, "input": a.size_label, "threads": a.threads, "ms_per_map": a.ms_per_map,
+        "ratio": ratio, "cc_min": a.fidelity_cc_min, "reference_ms_per_map": b.ms_per_map,
+        "reference_label": b.label})
+    if not a.accepted or ratio < target.min_ratio:
+        result.status = "missed"
+        result.shortfall.append(f"{a.label} {a.central_ms:.1f} ms vs {b.label} {b.central_ms:.1f} ms "
+                                f"(p50): {ratio:.2f}x" + ("" if a.accepted else ", and not accepted (CC < 0.99)"))
+    return result
 
 
 def check(target: Target, rows: list[BenchResult]) -> TargetResult:
     """Check ``target`` on ``rows`` (same machine, same run); explain a miss."""
-    pool = [r for r in rows if r.model.lower() == target.model.lower() and r.source == "measured"
-            and r.device == "cpu" and (target.input_hw is None or tuple(r.input_shape[-2:]) == target.input_hw)]
+    if target.pair is not None:
+        return check_pair(target, rows)
+    pool = _pool(target, rows)
     if not pool:
         return TargetResult(target, "not measured", why=[f"no CPU measurement of {target.model}"
                                                          + (f" at {target.input_hw[0]}x{target.input_hw[1]}"
@@ -188,9 +229,10 @@ def targets_text(results: list[TargetResult]) -> str:
         lines.append(f"[{mark}] {res.target.text}")
         if res.best:
             b = res.best
-            lines.append(f"    best faithful artifact: {b['label']} at {b['input']}, {b['threads']} threads: "
-                         f"{b['ms_per_map']:.1f} ms/map vs PyTorch eager {b['reference_ms_per_map']:.1f} ms/map "
-                         f"= {b['ratio']:.2f}x, CC min {b['cc_min']:.4f}")
+            versus = b.get("reference_label", "PyTorch eager")
+            lines.append(f"    {'measured' if res.target.pair else 'best faithful artifact'}: {b['label']} at "
+                         f"{b['input']}, {b['threads']} threads: {b['ms_per_map']:.1f} ms/map vs {versus} "
+                         f"{b['reference_ms_per_map']:.1f} ms/map = {b['ratio']:.2f}x, CC min {b['cc_min']:.4f}")
         lines += [f"    short: {s}" for s in res.shortfall]
         lines += [f"    why: {w}" if not w.startswith("  ") else f"         {w.strip()}" for w in res.why]
     return "\n".join(lines)

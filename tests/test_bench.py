@@ -223,6 +223,28 @@ def test_targets_say_by_how_much_and_why():
     assert "dense conv 3x3" in text and "GEMM peak" in text and "not eligible" in text and "boom" in text
 
 
+def test_tinyhd_runtime_pair_target_compares_tflite_with_onnx_runtime():
+    """TinyHD x1/4: TFLite fp32 on XNNPACK must be no slower than ONNX Runtime fp32 at the same input and threads."""
+    from salsdk.bench.targets import check_all, targets_text
+
+    clip = dict(model="TinyHD-M-x0.25", input_shape=[1, 3, 16, 192, 256], maps_per_run=16, fidelity_cc_min=1.0)
+    onnx_row = _row(format="onnx-fp32", precision="fp32", **clip, **latency_stats([220.0]))
+    fast = _row(format="tflite-fp32", runtime="litert", delegate="xnnpack", precision="fp32", **clip,
+                **latency_stats([190.0]))
+    other_threads = _row(format="tflite-fp32", runtime="litert", delegate="xnnpack", precision="fp32", **clip,
+                         **{**latency_stats([100.0]), "threads": 1})
+    results = {r.target.text.split(": ", 1)[1]: r for r in check_all([onnx_row, fast, other_threads])}
+    pair = results["TFLite fp32 (XNNPACK) no slower than ONNX Runtime fp32"]
+    assert pair.status == "met" and abs(pair.best["ratio"] - 220 / 190) < 1e-9 and pair.best["threads"] == 2
+    assert "vs onnx-fp32 / onnxruntime" in targets_text([pair])
+    slow = _row(format="tflite-fp32", runtime="litert", delegate="xnnpack", precision="fp32", **clip,
+                **latency_stats([250.0]))
+    (_, missed) = check_all([onnx_row, slow])
+    assert missed.status == "missed" and "0.88x" in missed.shortfall[0]
+    (_, absent) = check_all([onnx_row])
+    assert absent.status == "not measured" and "tflite-fp32 / litert" in absent.why[0]
+
+
 # -------------------------------------------------------------------------------------- a tiny real run
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
