@@ -71,12 +71,17 @@ def _pool(target: Target, rows: list[BenchResult]) -> list[BenchResult]:
             and r.device == "cpu" and (target.input_hw is None or tuple(r.input_shape[-2:]) == target.input_hw)]
 
 
+def _format_key(row: BenchResult) -> str:
+    """The bundle's format key without the graph tag, e.g. ``tflite-fp32`` for ``tflite-fp32 [framewise]``."""
+    return row.format.split(" ", 1)[0]
+
+
 def check_pair(target: Target, rows: list[BenchResult]) -> TargetResult:
     """A runtime-pair target: the first (format, runtime, delegate) at most ``1 / min_ratio`` times as slow as the
     second, at the same input and thread count, both accepted."""
     assert target.pair is not None
     pick = {side: [r for r in _pool(target, rows)
-                   if (r.format, r.runtime, r.delegate) == side and r.status == "ok" and r.central_ms]
+                   if (_format_key(r), r.runtime, r.delegate) == side and r.status == "ok" and r.central_ms]
             for side in target.pair}
     pairs = [(a, b) for a in pick[target.pair[0]] for b in pick[target.pair[1]]
              if a.threads == b.threads and a.input_shape == b.input_shape]

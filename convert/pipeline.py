@@ -290,7 +290,8 @@ def export_with_gate(ctx: ExportContext, fmt: Format, data: CalibrationData, ref
     rank = fmt.load_sensitivity()
     ranking = rank(replace(ctx, calibration_method=method), fmt) if rank else []
     steps = fallback_steps(len(ranking), max_float)
-    log(f"  {fmt.key}: below CC {min_cc}; fallback with {method} calibration: up to {steps[-1] if steps else 0} of "
+    used = next(a["calibration_method"] for a in attempts if a["cc_min"] == best[1])  # as the tool reported it
+    log(f"  {fmt.key}: below CC {min_cc}; fallback (calibration: {used}): up to {steps[-1] if steps else 0} of "
         f"{len(ranking)} ranked layers in float (most sensitive: {', '.join(ranking[:3])})")
     for k in steps:
         result, fidelity = attempt(method, tuple(ranking[:k]), len(ranking))
