@@ -42,6 +42,8 @@ def _shuffle_input_order(node: onnx.NodeProto, g: "_Graph", order: np.ndarray) -
 
 
 class _Graph:
+    """Lookups over an ONNX graph: producer and readers of each tensor, constants, attributes."""
+
     def __init__(self, model: onnx.ModelProto) -> None:
         self.graph = model.graph
         self.producer = {out: node for node in self.graph.node for out in node.output}
@@ -112,9 +114,10 @@ class _Region:
             return all(self._operand(node, i, order) for i in range(len(node.input)))
         if op == "Slice":
             axes = g.slice_axes(node)
-            return axes is not None and not {CHANNEL_AXIS, -3} & set(axes) and self.add(node.input[0], order)
+            return axes is not None and all(a >= 0 and a != CHANNEL_AXIS for a in axes) and \
+                self.add(node.input[0], order)
         if op == "Concat":
-            return int(g.attr(node, "axis")) not in (CHANNEL_AXIS, -3) and \
+            return 0 <= int(g.attr(node, "axis")) != CHANNEL_AXIS and \
                 all(self.add(name, order) for name in node.input)
         if op == "Pad":
             pads = g.const(node.input[1])
