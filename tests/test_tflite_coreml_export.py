@@ -3,11 +3,10 @@
 One UniSal student at 96x128 is exported to ONNX, then to the five TFLite formats and the two Core ML formats,
 each once per session; the checks compare every artifact with the PyTorch fp32 model on real photographs.
 
-The stand-in network is the untrained UniSal with its residual branches damped (each residual block's last
-BatchNorm scaled by 0.3, like a "zero-gamma" initialisation). The plain untrained student (He-normal weights,
-BatchNorm statistics from photos) is chaotic: merely rounding its weights to float16 in PyTorch moves its maps
-to CC 0.93-0.99, so it cannot tell a converter's error from its own amplification; trained networks, and the
-damped one, are stable (fp16 weights: CC > 0.9999).
+The network is the untrained UniSal stand-in that ``--random-init`` builds (``salsdk.registry.build_untrained``:
+normalised from photographs like a trained network, residual branches damped), which is as stable as a trained
+network under fp16 rounding; a plain random network is not, and could not tell a converter's error from its own
+amplification.
 """
 from __future__ import annotations
 
@@ -31,7 +30,6 @@ from salsdk.contract import Contract  # noqa: E402
 from salsdk.convert.context import ExportContext  # noqa: E402
 from salsdk.convert.formats import FORMATS_BY_KEY  # noqa: E402
 from salsdk.errors import BundleError  # noqa: E402
-from salsdk.models.mobilenetv2 import InvertedResidual  # noqa: E402
 from salsdk.runtimes.litert_runtime import LiteRTRuntime  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -62,17 +60,6 @@ def _preprocess(rgb: np.ndarray) -> np.ndarray:
     return (pixels / 255.0).astype(np.float32).transpose(2, 0, 1)
 
 
-def _stable_student() -> torch.nn.Module:
-    """Untrained UniSal with damped residual branches (see the module docstring)."""
-    model = salsdk.create_model("UniSal", weights=None)
-    for module in model.modules():
-        if isinstance(module, InvertedResidual) and module.use_residual:
-            norm = module.conv[-1]
-            norm.weight.data *= 0.3
-            norm.bias.data *= 0.3
-    return model.eval()
-
-
 def min_cc(candidate: np.ndarray, reference: np.ndarray) -> float:
     """Lowest Pearson CC over the maps of a batch."""
     return float(min(np.corrcoef(c.ravel(), r.ravel())[0, 1] for c, r in zip(candidate, reference)))
@@ -85,7 +72,7 @@ def export_ctx(tmp_path_factory) -> ExportContext:
     from salsdk.convert.onnx_export import export_fp32
 
     workdir = tmp_path_factory.mktemp("tflite_coreml")
-    model = _stable_student()
+    model = salsdk.create_model("UniSal", weights=None)
     calibration, _ = _photos()
     card = model.salsdk_card
     ctx = ExportContext(card=card, contract=Contract.from_card(card, size=HW, trained=False), model=model,

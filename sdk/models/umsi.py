@@ -357,6 +357,17 @@ class UMSI(nn.Module):
         self.concat_projection_bn = batch_norm(filters, HEAD_BN_EPS)
         self.decoder = Decoder(filters, upsampling)
 
+    @property
+    def convs_without_batchnorm(self) -> list[nn.Conv2d]:
+        """The decoder's hidden convolutions (conv + ReLU, no BatchNorm), in order: an untrained stand-in
+        normalises them from data as BatchNorm normalises the other layers."""
+        return [getattr(self.decoder, f"c{i}") for i in range(1, 6)]
+
+    @property
+    def relu_output_conv(self) -> nn.Conv2d:
+        """The 1x1 convolution whose ReLU is the heatmap (an untrained stand-in's bias is set from data)."""
+        return self.decoder.c_out
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         features = self.encoder(x)
         pyramid = self.aspp(features)
