@@ -130,7 +130,8 @@ def rewritten_context(ctx: ExportContext, data: CalibrationData, reference: list
     started = time.perf_counter()
     rewritten = entry.export_rewrite(ctx.model)
     outputs = run_batched(TorchRuntime(rewritten, device="cpu").run, data.evaluation)
-    check = compare_outputs(reference, outputs, data.evaluation_sources, REWRITE_MIN_CC)
+    check = compare_outputs(reference, outputs, data.evaluation_sources, REWRITE_MIN_CC,
+                            geometry=data.evaluation_geometry)
     error = max(float(np.abs(o - r).max()) for o, r in zip(outputs, reference))
     log(f"  export rewrite {entry.rewrite_name}: max abs error {error:.2e}, CC min {check.cc_min:.6f} vs the original "
         f"on {check.n_inputs} held-out inputs ({time.perf_counter() - started:.1f}s)")
@@ -181,12 +182,14 @@ def evaluate(ctx: ExportContext, fmt: Format, artifact: Path, data: CalibrationD
         from .coreml_export import simulate_coreml
 
         outputs = run_batched(lambda x: simulate_coreml(ctx, fmt, x), data.evaluation)
-        report = compare_outputs(reference, outputs, data.evaluation_sources, min_cc, method="simulated")
+        report = compare_outputs(reference, outputs, data.evaluation_sources, min_cc, method="simulated",
+                                 geometry=data.evaluation_geometry)
         report.notes.append("CoreML cannot execute off macOS: the artifact's numerics (fp16 compute, 8-bit weights) "
                             "were reproduced in PyTorch; the package itself was converted and validated")
         return report
     runtime = open_runtime(fmt.runtime, artifact)
-    return compare_outputs(reference, run_batched(runtime.run, data.evaluation), data.evaluation_sources, min_cc)
+    return compare_outputs(reference, run_batched(runtime.run, data.evaluation), data.evaluation_sources, min_cc,
+                           geometry=data.evaluation_geometry)
 
 
 def build_manifest(ctx: ExportContext, fmt: Format, result: ExportResult, fidelity: FidelityReport,

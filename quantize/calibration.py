@@ -16,7 +16,7 @@ import numpy as np
 from salsdk.contract import Contract
 from salsdk.errors import InputError
 from salsdk.imageio import IMAGE_SUFFIXES, is_video_path, iter_video_frames, load_image
-from salsdk.preprocess import preprocess_clip, preprocess_image
+from salsdk.preprocess import Geometry, preprocess_clip, preprocess_image
 
 STREAM_START_FRAMES = (1, 4, 8, 12)  # real frames in the stream-start windows of MISO calibration/evaluation
 SKIMAGE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
@@ -31,6 +31,7 @@ class CalibrationData:
     calibration_sources: list[str]
     evaluation: np.ndarray
     evaluation_sources: list[str]
+    evaluation_geometry: list[Geometry] | None = None  # where each held-out image lies in its input (letterbox)
 
 
 def shared_dir() -> Path:
@@ -92,10 +93,12 @@ def image_calibration(contract: Contract, source: str | Path | None, input_hw: t
         raise InputError(f"--calib {source}: give a folder of images or a video file")
     calib, evaluation = _split(images, n_calib, n_eval)
 
-    def stack(pairs: list[tuple[str, np.ndarray]]) -> np.ndarray:
-        return np.stack([preprocess_image(rgb, contract.preprocessing, input_hw)[0] for _, rgb in pairs])
+    def prepare(pairs: list[tuple[str, np.ndarray]]) -> tuple[np.ndarray, list[Geometry]]:
+        tensors, geometry = zip(*(preprocess_image(rgb, contract.preprocessing, input_hw) for _, rgb in pairs))
+        return np.stack(tensors), list(geometry)
 
-    return CalibrationData(stack(calib), [n for n, _ in calib], stack(evaluation), [n for n, _ in evaluation])
+    (calib_inputs, _), (eval_inputs, eval_geometry) = prepare(calib), prepare(evaluation)
+    return CalibrationData(calib_inputs, [n for n, _ in calib], eval_inputs, [n for n, _ in evaluation], eval_geometry)
 
 
 def clip_calibration(contract: Contract, source: str | Path | None, n_calib: int = 8,

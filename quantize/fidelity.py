@@ -7,6 +7,8 @@ from typing import Any, Callable
 import numpy as np
 
 from salsdk.metrics import agreement
+from salsdk.postprocess import crop_content
+from salsdk.preprocess import Geometry
 
 RunFn = Callable[[np.ndarray], list[np.ndarray]]
 
@@ -39,16 +41,22 @@ class FidelityReport:
         return {**asdict(self), "passed": self.passed}
 
 
-def _maps(outputs: list[np.ndarray]) -> list[np.ndarray]:
-    """Every saliency map in a batch output (N,1,H,W) or (N,1,T,H,W) as 2-D arrays."""
+def _maps(outputs: list[np.ndarray], geometry: list[Geometry] | None) -> list[np.ndarray]:
+    """Every saliency map in a batch output (N,1,H,W) or (N,1,T,H,W) as 2-D arrays, cropped to the image content
+    of its input when ``geometry`` (one per input) says where that lies."""
     saliency = outputs[0]
-    return [m for sample in saliency for m in sample.reshape(-1, *saliency.shape[-2:])]
+    return [m if geometry is None else crop_content(m, geometry[i])
+            for i, sample in enumerate(saliency) for m in sample.reshape(-1, *saliency.shape[-2:])]
 
 
 def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray], inputs: list[str],
-                    min_cc: float, method: str = "executed") -> FidelityReport:
-    """Fidelity of ``candidate`` outputs against ``reference`` outputs of the same batch."""
-    scores = [agreement(c, r) for c, r in zip(_maps(candidate), _maps(reference))]
+                    min_cc: float, method: str = "executed", geometry: list[Geometry] | None = None) -> FidelityReport:
+    """Fidelity of ``candidate`` outputs against ``reference`` outputs of the same batch.
+
+    With ``geometry`` (one per input) maps are compared only where the image is, as users get them: letterbox
+    bands, whose constant input is easy to reproduce, would otherwise inflate the agreement.
+    """
+    scores = [agreement(c, r) for c, r in zip(_maps(candidate, geometry), _maps(reference, geometry))]
     top = None
     if len(reference) > 1 and len(candidate) > 1:
         top = float(np.mean(np.argmax(reference[1], axis=1) == np.argmax(candidate[1], axis=1)))
@@ -57,7 +65,14 @@ def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray], in
         kl_mean=float(np.mean([s["kl"] for s in scores])), sim_mean=float(np.mean([s["sim"] for s in scores])),
         nss_like_mean=float(np.mean([s["nss_like"] for s in scores])), n_inputs=len(inputs), inputs=list(inputs),
         min_cc=min_cc, cc_per_input=[round(float(s["cc"]), 6) for s in scores], top_class_agreement=top,
-        method=method)
+        method=method, notes=[LETTERBOX_NOTE] if geometry and any(_letterboxed(g) for g in geometry) else [])
+
+
+LETTERBOX_NOTE = "maps compared over the image content only (letterbox bands cut off, as post-processing does)"
+
+
+def _letterboxed(geometry: Geometry) -> bool:
+    return tuple(geometry.content) != (0, 0, *geometry.input_hw)
 
 
 def run_batched(run: RunFn, inputs: np.ndarray) -> list[np.ndarray]:

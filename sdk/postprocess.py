@@ -39,17 +39,22 @@ class PostprocessOptions:
     scale: Scaling = "none"
 
 
-def restore_map(saliency: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """Map a model output (h, w) back onto the original image: undo letterboxing, resize to the image size."""
+def crop_content(saliency: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """The part of a model output (h, w) that covers the image: letterbox bands cut off, in output coordinates."""
     h, w = saliency.shape
     ih, iw = geometry.input_hw
     top, left, ch, cw = geometry.content
-    if (top, left, ch, cw) != (0, 0, ih, iw):  # letterboxed: crop the content, in output coordinates
-        sy, sx = h / ih, w / iw
-        y0, x0 = int(round(top * sy)), int(round(left * sx))
-        y1, x1 = max(y0 + 1, int(round((top + ch) * sy))), max(x0 + 1, int(round((left + cw) * sx)))
-        saliency = saliency[y0:y1, x0:x1]
-    return resize_bilinear(saliency, geometry.original_hw)
+    if (top, left, ch, cw) == (0, 0, ih, iw):
+        return saliency
+    sy, sx = h / ih, w / iw
+    y0, x0 = int(round(top * sy)), int(round(left * sx))
+    y1, x1 = max(y0 + 1, int(round((top + ch) * sy))), max(x0 + 1, int(round((left + cw) * sx)))
+    return saliency[y0:y1, x0:x1]
+
+
+def restore_map(saliency: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """Map a model output (h, w) back onto the original image: undo letterboxing, resize to the image size."""
+    return resize_bilinear(crop_content(saliency, geometry), geometry.original_hw)
 
 
 def min_max(saliency: np.ndarray) -> np.ndarray:

@@ -482,3 +482,23 @@ def test_accepts_lists_ints_and_float32():
     assert M.cc(a, a.astype(np.float32)) == pytest.approx(1.0)
     assert isinstance(M.cc([[1, 2], [3, 4]], [[1, 3], [2, 4]]), float)
     assert isinstance(M.auc_judd(a, [[0, 0], [0, 1]]), float)
+
+
+def test_fidelity_gate_compares_only_the_image_content_of_letterboxed_inputs(smooth_map):
+    """Letterbox bands (constant input, easy to reproduce) must not inflate the agreement of a gated artifact;
+    the model output here is twice the input resolution, as UMSI's is."""
+    from salsdk.preprocess import Geometry
+    from salsdk.quantize.fidelity import LETTERBOX_NOTE, compare_outputs
+
+    reference = np.zeros((1, 1, 48, 32))
+    reference[0, 0, 12:36] = smooth_map  # content rows 12..36 of the output; bands above and below
+    reference[0, 0, :12] = reference[0, 0, 36:] = np.linspace(0, 3, 32)  # a strong pattern in the bands
+    candidate = reference.copy()
+    candidate[0, 0, 12:36] = smooth_map[::-1]  # the content itself is wrong
+    geometry = [Geometry(original_hw=(60, 80), input_hw=(24, 16), content=(6, 0, 12, 16))]
+    whole = compare_outputs([reference], [candidate], ["x"], 0.99)
+    content = compare_outputs([reference], [candidate], ["x"], 0.99, geometry=geometry)
+    assert whole.cc_min > 0.5 and whole.notes == []
+    assert content.cc_min == pytest.approx(M.cc(smooth_map[::-1], smooth_map)) and content.notes == [LETTERBOX_NOTE]
+    full_geometry = [Geometry(original_hw=(24, 16), input_hw=(24, 16), content=(0, 0, 24, 16))]
+    assert compare_outputs([reference], [candidate], ["x"], 0.99, geometry=full_geometry).cc_min == whole.cc_min
