@@ -5,7 +5,7 @@ Modules: :mod:`~salsdk.bench.schema` (the result row), :mod:`~salsdk.bench.machi
 measurements), :mod:`~salsdk.bench.analysis` (MAC breakdown, why a target is missed),
 :mod:`~salsdk.bench.claims` (papers vs ours), :mod:`~salsdk.bench.mobile` (phone plans, ``benchmark_model``
 and Android demo imports), :mod:`~salsdk.bench.store` (SQLite), :mod:`~salsdk.bench.report` (Markdown, JSON,
-PNG) and :mod:`~salsdk.bench.cli`.
+PNG); the command is :mod:`salsdk.cli.bench`.
 """
 from .schema import BenchResult
 

@@ -75,19 +75,21 @@ def mac_breakdown(model: str, input_shape: tuple[int, ...]) -> MacBreakdown:
     from salsdk.registry import get_entry
 
     entry = get_entry(model)
-    result = _breakdown(entry.build, tuple(input_shape))  # students sharing one builder share one count
+    result = _breakdown(entry.architecture.name, tuple(input_shape))  # one count per architecture
     return MacBreakdown(**{**result.__dict__, "model": entry.card.name})
 
 
 @lru_cache(maxsize=32)
-def _breakdown(build, input_shape: tuple[int, ...]) -> MacBreakdown:
+def _breakdown(architecture: str, input_shape: tuple[int, ...]) -> MacBreakdown:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from salsdk.complexity import count_params
+    from salsdk.registry import get_entry, list_models
 
+    entry = next(get_entry(n) for n in list_models() if get_entry(n).architecture.name == architecture)
     with torch.device("meta"):
-        net = build().eval()
+        net = entry.build().eval()
     layers: list[tuple[str, str, int, tuple[int, ...]]] = []
     hooks = []
     for name, module in net.named_modules():

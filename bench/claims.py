@@ -77,13 +77,15 @@ def claim_rows(model: str, rows: Iterable[BenchResult]) -> list[ClaimRow]:
     from salsdk.complexity import default_input_shape, model_complexity
     from salsdk.registry import get_card
 
+    from salsdk.contract import Contract
+
     from .analysis import mac_breakdown
 
     card = get_card(model)
     rows = [r for r in rows if r.model.lower() == card.name.lower()]
     out: list[ClaimRow] = []
     shape = default_input_shape(card)
-    maps_per_pass = card.preprocessing.frames if card.temporal == "mimo" else 1
+    maps_per_pass = Contract.from_card(card).maps_per_clip
     counted = mac_breakdown(card.name, tuple(shape))
     paper_style_macs = model_complexity(card.name).macs_paper_style
     shape_text = "x".join(map(str, shape[1:]))
@@ -101,7 +103,7 @@ def claim_rows(model: str, rows: Iterable[BenchResult]) -> list[ClaimRow]:
             per_map = paper_style_macs / maps_per_pass / 1e9
             value = per_map * maps if maps else paper_style_macs / 1e9
             ours = f"{value:.3g} GMACs"
-            frames = card.preprocessing.frames
+            frames = card.temporal.frames if card.temporal else 1
             if frames > 1 and maps != frames:
                 ours += f" ({per_map * frames:.2f} for {frames} maps)"
             passes = (f"{maps_per_pass} maps per forward pass" if maps_per_pass > 1 else "1 map per forward pass")

@@ -25,7 +25,6 @@ from typing import Any, Callable
 from .schema import BenchResult, latency_stats
 from .worker import MARKER
 
-WORKER = Path(__file__).with_name("worker.py")
 DEFAULT_FORMATS = ("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8")
 REFERENCE_FORMAT = "pytorch-fp32"
 Log = Callable[[str], None]
@@ -84,46 +83,31 @@ def default_sizes(card) -> list[tuple[int, int]]:
     return sizes
 
 
-def canonical_shape(card_or_pre, size: tuple[int, int], batch: int = 1) -> list[int]:
+def canonical_shape(card, size: tuple[int, int], batch: int = 1) -> list[int]:
     """(B, 3, H, W) for image models, (B, 3, T, H, W) for clip models."""
-    pre = getattr(card_or_pre, "preprocessing", card_or_pre)
-    frames = pre["frames"] if isinstance(pre, dict) else pre.frames
-    return [batch, 3, frames, *size] if frames > 1 else [batch, 3, *size]
+    from salsdk.contract import Contract
+
+    return list(Contract.from_card(card).input_shape(size, batch))
 
 
-def manifest_shape(manifest: dict[str, Any]) -> list[int]:
-    """Canonical input shape of a bundle (its manifest may state NHWC for TFLite; the runtime takes NCHW)."""
-    pre = manifest["input"]["preprocessing"]
-    declared = manifest["input"].get("shape") or [1]
-    batch = declared[0] if isinstance(declared[0], int) and declared[0] > 0 else 1
-    if pre.get("size"):
-        size = tuple(pre["size"])
-    else:
-        layout = manifest["input"].get("layout", "NCHW")
-        dims = dict(zip(layout, declared))
-        size = (int(dims["H"]), int(dims["W"]))
-    return canonical_shape(pre, size, batch)
-
-
-def maps_per_run(temporal: str | None, shape: list[int]) -> int:
+def maps_per_run(card_temporal, shape: list[int]) -> int:
     """Output maps of one run: frames x batch for MIMO models (TinyHD-M), else the batch."""
-    return shape[0] * (shape[2] if temporal == "mimo" and len(shape) == 5 else 1)
+    mimo = card_temporal is not None and card_temporal.mode == "mimo"
+    return shape[0] * (shape[2] if mimo and len(shape) == 5 else 1)
 
 
 def weights_tag(weights: Any, seed: int, model: str) -> str:
-    """Cache key of the weights: ``random-seed0``, ``official-<sha12>`` or ``<sha12>`` of a checkpoint."""
+    """Cache key of the weights: ``random-seed0``, ``official-<sha12>`` or ``w-<sha12>`` of a checkpoint (the
+    official one is downloaded and verified on first use)."""
+    from salsdk.errors import WeightsError
     from salsdk.registry import get_card
-    from salsdk.weights import cached_path, sha256_of
+    from salsdk.weights import resolve_official, sha256_of
 
     if weights is None:
         return f"random-seed{seed}"
-    path = cached_path(get_card(model)) if weights == "official" else Path(weights).expanduser()
+    path = resolve_official(get_card(model)) if weights == "official" else Path(weights).expanduser()
     if not path.is_file():
-        from salsdk.errors import WeightsError
-
-        raise WeightsError(f"checkpoint {path} for {model} does not exist"
-                           + (f" (fetch it with `salsdk weights fetch {model}`, or use --weights PATH or "
-                              "--random-init)" if weights == "official" else ""))
+        raise WeightsError(f"checkpoint {path} for {model} does not exist")
     return ("official-" if weights == "official" else "w-") + sha256_of(path)[:12]
 
 
@@ -135,12 +119,14 @@ def bench_home() -> Path:
 
 def discover_bundles(paths: list[Path]) -> list[Path]:
     """Bundle folders in ``paths``: each path is a bundle (has manifest.json) or a folder of bundles."""
+    from salsdk.manifest import is_bundle
+
     found: list[Path] = []
     for path in map(Path, paths):
-        if (path / "manifest.json").is_file():
+        if is_bundle(path):
             found.append(path)
         elif path.is_dir():
-            found += sorted(p for p in path.iterdir() if (p / "manifest.json").is_file())
+            found += sorted(p for p in path.iterdir() if is_bundle(p))
     return found
 
 
@@ -155,6 +141,7 @@ def ensure_bundles(model: str, weights: Any, seed: int, size: tuple[int, int] | 
     from salsdk.convert.formats import FORMATS_BY_KEY
     from salsdk.convert.pipeline import ConvertOptions, convert, static_size
     from salsdk.errors import InputError
+    from salsdk.manifest import bundle_name, is_bundle, read_rejection_report, rejection_report_name
     from salsdk.registry import get_card
 
     card = get_card(model)
@@ -166,9 +153,9 @@ def ensure_bundles(model: str, weights: Any, seed: int, size: tuple[int, int] | 
     folder.mkdir(parents=True, exist_ok=True)
 
     def state(key: str) -> str:
-        if (folder / f"{card.name}-{key}" / "manifest.json").is_file():
+        if is_bundle(folder / bundle_name(card.name, key)):
             return "bundle"
-        if (folder / f"{card.name}-{key}.rejected.json").is_file():
+        if (folder / rejection_report_name(card.name, key)).is_file():
             return "rejected"
         return "missing"
 
@@ -191,14 +178,12 @@ def ensure_bundles(model: str, weights: Any, seed: int, size: tuple[int, int] | 
                            input_shape=shape, maps_per_run=maps_per_run(card.temporal, shape))
         status = state(key)
         if status == "bundle":
-            bundles.append(folder / f"{card.name}-{key}")
+            bundles.append(folder / bundle_name(card.name, key))
         elif status == "rejected":
-            report = json.loads((folder / f"{card.name}-{key}.rejected.json").read_text(encoding="utf-8"))
-            fid = report.get("fidelity", {})
-            base.status, base.fidelity_cc_min, base.fidelity_cc_mean = "rejected", fid.get("cc_min"), fid.get("cc_mean")
-            base.fidelity_source = "manifest"
-            base.error = (f"CC min {fid.get('cc_min', float('nan')):.4f} < {fid.get('min_cc', min_cc)} at conversion, "
-                          "float fallback included")
+            fid = read_rejection_report(folder / rejection_report_name(card.name, key))
+            base.status, base.fidelity_cc_min, base.fidelity_cc_mean = "rejected", fid.cc_min, fid.cc_mean
+            base.fidelity_source, base.gate = "manifest", fid.min_cc
+            base.error = f"CC min {fid.cc_min:.4f} < {fid.min_cc} at conversion, float fallback included"
             others.append(base)
         else:
             base.status = "failed"
@@ -255,6 +240,28 @@ def _complexity(model: str, shape: list[int]) -> tuple[int | None, int | None, i
         return None, None, None
 
 
+def pinned_weights(manifest, given: Any) -> tuple[Any, int]:
+    """``(weights, seed)`` for the PyTorch reference of a bundle: its seed if untrained; else the checkpoint it
+    pins: ``given`` (a path whose SHA-256 must match the pin) or the official one from the cache.
+
+    Raises :class:`~salsdk.errors.WeightsError` when the pinned checkpoint is not at hand.
+    """
+    from salsdk.errors import WeightsError
+    from salsdk.registry import get_card
+    from salsdk.weights import cached_path, sha256_of
+
+    pinned = manifest.weights
+    if not pinned.trained:
+        return None, int(pinned.seed or 0)
+    candidates = [Path(given).expanduser()] if given not in (None, "official") else []
+    candidates.append(cached_path(get_card(manifest.model_name)))
+    for path in candidates:
+        if path.is_file() and sha256_of(path) == pinned.sha256:
+            return str(path), 0
+    raise WeightsError(f"the checkpoint the bundles pin ({pinned.file_name}, SHA-256 {str(pinned.sha256)[:12]}) is not "
+                       f"in the weights cache: pass it with --weights")
+
+
 def reference_job(model: str, weights: Any, seed: int, shape: list[int], threads: int | None, device: str,
                   config: BenchConfig, trained: bool | None = None) -> Job:
     """The PyTorch eager fp32 job at ``shape``."""
@@ -282,35 +289,31 @@ def _with_timing(spec: dict[str, Any], shape: list[int], threads: int | None, co
 
 def bundle_jobs(bundle: Path, threads: int | None, config: BenchConfig, gpu: bool) -> list[Job]:
     """Jobs measuring one bundle on every runtime variant available here."""
-    from salsdk.manifest import read_manifest, tree_size
+    from salsdk.manifest import read_manifest
 
     manifest = read_manifest(bundle)
-    fmt, model = manifest["format"], manifest["model"]
-    shape = manifest_shape(manifest)
-    params, macs, _ = _complexity(model["name"], shape)
-    fidelity = manifest.get("fidelity") or {}
-    file_bytes = sum(f.get("bytes", 0) for f in manifest.get("files", {}).values()) or tree_size(
-        bundle / manifest["model_file"])
+    fmt, fidelity = manifest.format, manifest.fidelity
+    shape = list(manifest.canonical_input_shape())
+    params, macs, _ = _complexity(manifest.model_name, shape)
     jobs = []
-    for delegate, device, options in runtime_variants(fmt["runtime"], gpu):
-        rewrite = (manifest.get("graph") or {}).get("rewrite")
-        label = f"{fmt['key']} [{rewrite.split('-')[1]}]" if rewrite else fmt["key"]  # e.g. "[framewise]"
-        row = BenchResult(model=model["name"], format=label, runtime=fmt["runtime"], delegate=delegate,
-                          precision=fmt.get("precision", "?"), device=device, input_shape=shape, threads=threads,
-                          maps_per_run=maps_per_run(model.get("temporal"), shape), file_bytes=file_bytes,
-                          params=params, macs=macs, fidelity_cc_min=fidelity.get("cc_min"),
-                          fidelity_cc_mean=fidelity.get("cc_mean"),
-                          fidelity_source="manifest" if fidelity else "unknown",
-                          trained=manifest.get("weights", {}).get("trained"), bundle=str(bundle))
-        if fidelity.get("method") == "simulated":
+    for delegate, device, options in runtime_variants(fmt.runtime, gpu):
+        rewrite = manifest.graph_rewrite
+        label = f"{fmt.key} [{rewrite.split('-')[1]}]" if rewrite else fmt.key  # e.g. "[framewise]"
+        row = BenchResult(model=manifest.model_name, format=label, runtime=fmt.runtime, delegate=delegate,
+                          precision=fmt.precision, device=device, input_shape=shape, threads=threads,
+                          maps_per_run=manifest.maps_per_run, file_bytes=manifest.model_bytes,
+                          params=params, macs=macs, fidelity_cc_min=fidelity.cc_min, fidelity_cc_mean=fidelity.cc_mean,
+                          fidelity_source="manifest", gate=manifest.gate, trained=manifest.weights.trained,
+                          bundle=str(bundle))
+        if fidelity.method == "simulated":
             row.notes.append("fidelity simulated (CoreML numerics reproduced off macOS)")
-        if fmt["runtime"] == "coreml" and platform.system() != "Darwin":
+        if fmt.runtime == "coreml" and platform.system() != "Darwin":
             row.status, row.error = "skipped", "CoreML runs only on macOS"
             jobs.append(Job(row, None))
             continue
-        spec = {"kind": "bundle", "bundle": str(bundle), "runtime": fmt["runtime"],
-                "model_file": manifest["model_file"], "options": options}
-        profile = config.profile and fmt["runtime"] == "onnxruntime" and device == "cpu"
+        spec = {"kind": "bundle", "bundle": str(bundle), "runtime": fmt.runtime,
+                "model_file": manifest.model_file, "options": options}
+        profile = config.profile and fmt.runtime == "onnxruntime" and device == "cpu"
         jobs.append(Job(row, _with_timing(spec, shape, threads, config, profile)))
     return jobs
 
@@ -322,6 +325,7 @@ def _wanted(runtime: str, config: BenchConfig) -> bool:
 def plan(config: BenchConfig, log: Log = _stderr) -> list[Job]:
     """Every job of a run (conversions happen here, before any timing)."""
     from salsdk.errors import InputError
+    from salsdk.manifest import read_manifest
     from salsdk.registry import get_card
 
     from .machine import usable_cores
@@ -331,15 +335,17 @@ def plan(config: BenchConfig, log: Log = _stderr) -> list[Job]:
     jobs: list[Job] = []
     groups: dict[tuple[str, tuple[int, ...]], list[Path]] = {}
     known: list[Job] = []
+    manifests = {}
     if config.bundles:
         bundles = discover_bundles(config.bundles)
         if not bundles:
             raise InputError(f"no bundles (folders with manifest.json) in {', '.join(map(str, config.bundles))}")
         for bundle in bundles:
-            manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
-            if config.model and manifest["model"]["name"].lower() != config.model.lower():
+            manifest = read_manifest(bundle)
+            if config.model and manifest.model_name.lower() != config.model.lower():
                 continue
-            groups.setdefault((manifest["model"]["name"], tuple(manifest_shape(manifest))), []).append(bundle)
+            manifests[bundle] = manifest
+            groups.setdefault((manifest.model_name, manifest.canonical_input_shape()), []).append(bundle)
     elif config.model:
         card = get_card(config.model)
         cache_root = Path(config.cache_dir) if config.cache_dir else bench_home() / "bundles"
@@ -353,17 +359,20 @@ def plan(config: BenchConfig, log: Log = _stderr) -> list[Job]:
 
     for (model, shape), bundles in groups.items():
         weights, seed = config.weights, config.seed
-        if bundles:  # the reference uses the bundles' own weights: same seed if untrained
-            info = json.loads((bundles[0] / "manifest.json").read_text(encoding="utf-8")).get("weights", {})
-            if info.get("trained") is False:
-                weights, seed = None, int(info.get("seed") or 0)
+        reference = _wanted("pytorch", config)
+        if bundles and bundles[0] in manifests:  # the reference uses the weights the bundles pin
+            try:
+                weights, seed = pinned_weights(manifests[bundles[0]], config.weights)
+            except Exception as exc:  # noqa: BLE001 - reported, the bundle rows still run
+                log(f"note: no PyTorch reference for {model}: {exc}")
+                reference = False
         for threads in threads_list:
-            if _wanted("pytorch", config):
+            if reference:
                 jobs.append(reference_job(model, weights, seed, list(shape), threads, "cpu", config))
                 if gpu:
                     jobs.append(reference_job(model, weights, seed, list(shape), threads, "cuda", config))
             for bundle in bundles:
-                runtime = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))["format"]["runtime"]
+                runtime = manifests[bundle].format.runtime if bundle in manifests else read_manifest(bundle).format.runtime
                 if _wanted(runtime, config):
                     jobs += bundle_jobs(bundle, threads, config, gpu)
             for job in known:
@@ -379,7 +388,8 @@ def run_worker(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     """Start one worker process and return its result dictionary (``ok`` False with ``error`` on failure)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
     try:
-        done = subprocess.run([sys.executable, str(WORKER), json.dumps(spec)], capture_output=True, text=True,
+        done = subprocess.run([sys.executable, "-m", "salsdk.bench.worker", json.dumps(spec)], capture_output=True,
+                              text=True,
                               timeout=timeout_s, env=env)
     except subprocess.TimeoutExpired:
         return {"ok": False, "error": f"timed out after {timeout_s:.0f}s"}

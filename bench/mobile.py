@@ -55,17 +55,17 @@ def device_plan(bundles: list[Path], threads: tuple[int, ...] = (1, 4),
 
     plan = []
     for bundle in bundles:
-        manifest = read_manifest(bundle, verify=False)
-        if manifest["format"]["runtime"] != "litert":
+        manifest = read_manifest(bundle)
+        if manifest.format.runtime != "litert":
             continue
         remote_dir = f"{device_dir}/{bundle.name}"
-        remote = f"{remote_dir}/{manifest['model_file']}"
-        push = ["adb", "push", str(bundle / manifest["model_file"]), remote]
+        remote = f"{remote_dir}/{manifest.model_file}"
+        push = ["adb", "push", str(bundle / manifest.model_file), remote]
         for delegate in delegates:
             for t in (threads if delegate in ("cpu", "xnnpack") else (1,)):
                 label = f"{bundle.name}__{delegate}" + (f"_t{t}" if delegate in ("cpu", "xnnpack") else "")
-                plan.append({"bundle": bundle.name, "model": manifest["model"]["name"],
-                             "format": manifest["format"]["key"], "delegate": delegate, "threads": t,
+                plan.append({"bundle": bundle.name, "model": manifest.model_name,
+                             "format": manifest.format.key, "delegate": delegate, "threads": t,
                              "mkdir": ["adb", "shell", "mkdir", "-p", remote_dir], "push": push,
                              "command": benchmark_command(remote, delegate, t, runs), "log": f"{label}.txt"})
     return plan
@@ -248,29 +248,29 @@ def enrich_from_bundles(rows: list[BenchResult], bundles: list[Path]) -> list[Be
     """Fill what a phone does not know from the bundles' manifests: input shape, fidelity, params, MACs, size."""
     from salsdk.manifest import read_manifest
 
-    from .measure import _complexity, manifest_shape, maps_per_run
+    from .measure import _complexity
 
     by_name = {}
     for bundle in bundles:
-        manifest = read_manifest(bundle, verify=False)
-        by_name[(manifest["model"]["name"].lower(), manifest["format"]["key"])] = (bundle, manifest)
+        manifest = read_manifest(bundle)
+        by_name[(manifest.model_name.lower(), manifest.format.key)] = (bundle, manifest)
     for row in rows:
         found = by_name.get((row.model.lower(), row.format))
         if not found:
             continue
         bundle, manifest = found
-        shape = manifest_shape(manifest)
+        shape = list(manifest.canonical_input_shape())
         row.input_shape = row.input_shape or shape
-        row.maps_per_run = max(row.maps_per_run, maps_per_run(manifest["model"].get("temporal"), shape))
-        row.precision = manifest["format"].get("precision", row.precision)
+        row.maps_per_run = max(row.maps_per_run, manifest.maps_per_run)
+        row.precision = manifest.format.precision
         row.bundle = row.bundle or str(bundle)
-        fid = manifest.get("fidelity") or {}
-        if row.fidelity_cc_min is None and fid:
-            row.fidelity_cc_min, row.fidelity_cc_mean = fid.get("cc_min"), fid.get("cc_mean")
+        if row.fidelity_cc_min is None:
+            row.fidelity_cc_min, row.fidelity_cc_mean = manifest.fidelity.cc_min, manifest.fidelity.cc_mean
             row.fidelity_source = "manifest"
-        row.trained = manifest.get("weights", {}).get("trained")
-        row.file_bytes = row.file_bytes or sum(f.get("bytes", 0) for f in manifest.get("files", {}).values()) or None
-        params, macs, _ = _complexity(manifest["model"]["name"], shape)
+        row.gate = manifest.gate
+        row.trained = manifest.weights.trained
+        row.file_bytes = row.file_bytes or manifest.model_bytes
+        params, macs, _ = _complexity(manifest.model_name, shape)
         row.params, row.macs = row.params or params, row.macs or macs
     return rows
 

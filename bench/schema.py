@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 SCHEMA = "salsdk-bench/1"
+DEFAULT_GATE = 0.99
 
 #: where a row's numbers come from
 SOURCES = ("measured", "benchmark_model", "android-demo")
@@ -58,6 +59,7 @@ class BenchResult:
     fidelity_cc_min: float | None = None
     fidelity_cc_mean: float | None = None
     fidelity_source: str = "unknown"  # reference | manifest | measured | unknown
+    gate: float | None = None  # the fidelity gate (min CC) the artifact was accepted at, from its manifest
     trained: bool | None = None
     # --- side by side ----------------------------------------------------------------------------
     reference_p50_ms: float | None = None  # PyTorch eager fp32, same model, input, threads, machine
@@ -122,8 +124,10 @@ class BenchResult:
 
     @property
     def accepted(self) -> bool:
-        """Measured successfully and faithful (CC min >= 0.99 against fp32; the reference itself counts)."""
-        return self.status == "ok" and (self.fidelity_cc_min is not None and self.fidelity_cc_min >= 0.99)
+        """Measured successfully and faithful: CC min at least the gate the manifest records (0.99 when it records
+        none, e.g. phone imports); the reference itself counts."""
+        gate = DEFAULT_GATE if self.gate is None else self.gate
+        return self.status == "ok" and self.fidelity_cc_min is not None and self.fidelity_cc_min >= gate
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary, with the derived values added (ignored by :meth:`from_dict`)."""

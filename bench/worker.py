@@ -1,4 +1,4 @@
-"""One measurement in a fresh process: ``python -m salsdk.bench.worker SPEC_JSON`` (or ``python worker.py SPEC``).
+"""One measurement in a fresh process: ``python -m salsdk.bench.worker SPEC_JSON``.
 
 A worker loads ONE model (PyTorch eager, or one bundle in its runtime), times its load, runs it on a seeded
 random input of the artifact's shape (first run, warm-up, then timed runs), and prints one line
@@ -6,9 +6,8 @@ random input of the artifact's shape (first run, warm-up, then timed runs), and 
 (``VmHWM`` on Linux, ``resource.getrusage`` elsewhere). A process per measurement keeps runs from polluting each
 other: no allocator caches, thread pools or JIT state carry over, and the peak memory is this measurement's alone.
 
-Run as a script (how :mod:`salsdk.bench.measure` starts it) a bundle worker does not import PyTorch: the
-``salsdk`` package is entered without running its ``__init__`` (which imports torch), so the memory of an ONNX
-Runtime or LiteRT measurement is that engine's and the model's, as in an app, not PyTorch's 250 MB on top.
+A bundle worker does not import PyTorch (``salsdk`` imports it only to build PyTorch models), so the memory of an
+ONNX Runtime or LiteRT measurement is that engine's and the model's, as in an app, not PyTorch's 250 MB on top.
 
 Spec keys: ``kind`` (``pytorch`` | ``bundle``), ``input_shape``, ``threads``, ``warmup``, ``runs``,
 ``max_seconds``, ``min_runs``, ``seed``, ``profile`` (top operators by time); for ``pytorch``: ``model``,
@@ -62,29 +61,11 @@ def current_rss_mb() -> float | None:
             return None
 
 
-def enter_salsdk_without_torch() -> None:
-    """Make ``import salsdk.runtimes...`` work without executing ``salsdk/__init__.py`` (which imports torch)."""
-    if "salsdk" in sys.modules:
-        return
-    import importlib.util
-    import types
-
-    spec = importlib.util.find_spec("salsdk")
-    if spec is None or not spec.submodule_search_locations:
-        return
-    package = types.ModuleType("salsdk")
-    package.__path__ = list(spec.submodule_search_locations)
-    package.__spec__ = spec
-    package.__file__ = spec.origin
-    package.__package__ = "salsdk"
-    sys.modules["salsdk"] = package
-
-
 def _open_pytorch(spec: dict[str, Any]):
-    import salsdk
     from salsdk.runtimes.torch_runtime import TorchRuntime
+    from salsdk.zoo import create_model
 
-    net = salsdk.create_model(spec["model"], spec.get("weights"), seed=int(spec.get("seed", 0)))
+    net = create_model(spec["model"], spec.get("weights"), seed=int(spec.get("seed", 0)), offline=True)
     return TorchRuntime(net, device=spec.get("device") or "cpu", threads=spec.get("threads"))
 
 
@@ -215,19 +196,14 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def main(argv: list[str] | None = None, script: bool = False) -> int:
-    """Parse the spec (JSON text, or ``@file``), measure, print the marker line; exit 1 on failure.
-
-    ``script``: started as a file, not as ``-m salsdk.bench.worker``; bundle workers then skip torch.
-    """
+def main(argv: list[str] | None = None) -> int:
+    """Parse the spec (JSON text, or ``@file``), measure, print the marker line; exit 1 on failure."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print("usage: python -m salsdk.bench.worker SPEC_JSON|@spec.json", file=sys.stderr)
         return 2
     text = Path(argv[0][1:]).read_text(encoding="utf-8") if argv[0].startswith("@") else argv[0]
     spec = json.loads(text)
-    if script and spec.get("kind") == "bundle":
-        enter_salsdk_without_torch()
     try:
         result = {"ok": True, **measure(spec)}
     except BaseException as exc:  # noqa: BLE001 - everything is reported back as data
@@ -240,7 +216,4 @@ def main(argv: list[str] | None = None, script: bool = False) -> int:
 
 
 if __name__ == "__main__":
-    as_script = not __package__
-    if as_script and sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-        sys.path.pop(0)  # this folder's modules (report.py, store.py, ...) must not shadow top-level names
-    sys.exit(main(script=as_script))
+    sys.exit(main())

@@ -10,34 +10,41 @@ from torch import nn
 
 from salsdk.cards import ModelCard
 from salsdk.contract import Contract
+from salsdk.manifest import CLASS_PROBS, SALIENCY, TensorSpec
+from salsdk.quantize.calibration import CalibrationData
 from salsdk.weights import WeightsInfo
-
-INPUT_NAME = "input"
-SALIENCY_OUTPUT = "saliency"
-CLASS_OUTPUT = "class_probs"
 
 
 @dataclass
 class ExportContext:
     """A model ready to export: the fp32 network, its contract and real calibration inputs.
 
-    ``calibration`` holds pre-processed inputs in canonical layout (N, 3, H, W) or (N, 3, T, H, W), produced
-    by the model's own pre-processing from the images named in ``calibration_sources``.
+    ``data`` holds pre-processed inputs in canonical layout (N, 3, H, W) or (N, 3, T, H, W), produced by the
+    model's own pre-processing from the real images it names. ``workdir`` is the conversion's private cache
+    (intermediate models, activation ranges), removed when the conversion ends.
     """
 
     card: ModelCard
-    contract: Contract
+    contract: Contract  # at the static export size (``contract.preprocessing.size`` is set)
     model: nn.Module
     weights: WeightsInfo
     input_shape: tuple[int, ...]
-    calibration: np.ndarray
-    calibration_sources: list[str]
+    data: CalibrationData
     workdir: Path
     calibration_method: str = "minmax"
     opset: int = 17
     dynamic_batch: bool = False
     onnx_fp32: Path | None = None  # set once the ONNX fp32 export exists; other formats derive from it
     graph: dict[str, Any] | None = None  # the export rewrite ``model`` is (name, summary, measured error), if any
+
+    @property
+    def calibration(self) -> np.ndarray:
+        """The calibration inputs (canonical layout)."""
+        return self.data.calibration
+
+    @property
+    def calibration_sources(self) -> list[str]:
+        return self.data.calibration_sources
 
     def graph_record(self) -> dict[str, Any]:
         """What the manifest says about the exported graph."""
@@ -46,19 +53,7 @@ class ExportContext:
     @property
     def output_names(self) -> tuple[str, ...]:
         """Names of the graph outputs, in the order the network returns them."""
-        return (SALIENCY_OUTPUT, CLASS_OUTPUT) if self.card.class_names else (SALIENCY_OUTPUT,)
-
-
-@dataclass
-class TensorSpec:
-    """Name, shape, layout and dtype of one artifact input or output, with int8 parameters if quantized."""
-
-    name: str
-    shape: list[int | str]
-    layout: str  # NCHW, NHWC, NCTHW, NTHWC, NC (class probabilities)
-    dtype: str  # float32, int8, uint8
-    scale: float | None = None
-    zero_point: int | None = None
+        return (SALIENCY, CLASS_PROBS) if self.card.class_names else (SALIENCY,)
 
 
 @dataclass
@@ -67,7 +62,7 @@ class ExportResult:
 
     model_file: str  # file (or .mlpackage folder) name inside the bundle
     inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
+    outputs: list[TensorSpec]  # with their roles (saliency, class_probs)
     tool_versions: dict[str, str]
     quantization: dict[str, Any] = field(default_factory=dict)
     graph_notes: list[str] = field(default_factory=list)

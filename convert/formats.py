@@ -1,20 +1,30 @@
-"""The one table of artifact formats: what each is, which tool makes it, which runtime checks it.
+"""The one table of artifact formats: what each is, which exporter makes it, which runtime runs it.
 
 Formats whose row sets ``graph_rewrite`` are exported from the model's registered export rewrite when it has one
-(TinyHD: :mod:`salsdk.models.tinyhd_framewise`, because TFLite has no grouped 3-D convolution); measured on this
+(TinyHD: :mod:`salsdk.models.tinyhd.framewise`, because TFLite has no grouped 3-D convolution); measured on this
 machine, ONNX Runtime runs the original 3-D graph faster, and Core ML has native grouped 3-D convolutions, so
 those rows keep the original graph (``salsdk convert --graph`` overrides the choice).
 
-Adding a format means one exporter function (``module:function`` taking ``(ExportContext, Format, dest_dir)``
-and returning an :class:`~salsdk.convert.context.ExportResult`) and one row here.
+Adding a format means one exporter function (``module:function`` taking ``(ExportContext, Format, dest_dir,
+keep_float=())`` and returning an :class:`~salsdk.convert.context.ExportResult`) and one row here; a quantized
+format also names its layer ranking (``(ExportContext, Format) -> [layer names]``) for the fidelity fallback.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Callable, Literal
 
+from salsdk.errors import InputError
+from salsdk.registry import resolve
+
 Family = Literal["onnx", "tflite", "coreml"]
+
+#: how each format family embeds the manifest into its model file ("module:function(path, json_text)")
+EMBEDDERS = {
+    "onnx": "salsdk.convert.onnx_export:embed_manifest",
+    "tflite": "salsdk.tflite_model:embed_manifest",
+    "coreml": "salsdk.convert.coreml_export:embed_manifest",
+}
 
 
 @dataclass(frozen=True)
@@ -24,80 +34,84 @@ class Format:
     key: str  # e.g. "tflite-int8"
     family: Family
     precision: str  # fp32 | fp16 | int8 | int8-dynamic | int8-io | w8
-    suffix: str
     runtime: str  # runtime that validates it ("onnxruntime", "litert", "coreml")
     exporter: str  # "module:function"
-    quantized: bool  # goes through calibration and the fidelity fallback
     group: Literal["base", "fp16", "int8"]  # selected by default / --fp16 / --int8
     description: str
-    sensitivity: str | None = None  # "module:function" ranking layers for the fidelity fallback
+    sensitivity: str | None = None  # "module:function" ranking layers for the fidelity fallback (quantized formats)
     graph_rewrite: bool = False  # export the model's registered rewrite, if it has one (faster on this runtime)
     calibration_methods: tuple[str, ...] = ("minmax",)  # activation-range methods its tool offers, default first
 
+    @property
+    def quantized(self) -> bool:
+        """Goes through calibration and the fidelity fallback."""
+        return self.sensitivity is not None
+
     def load_exporter(self) -> Callable:
         """Import the exporter function (heavy dependencies load only when a format is used)."""
-        module, function = self.exporter.split(":")
-        return getattr(importlib.import_module(module), function)
+        return resolve(self.exporter)
 
     def load_sensitivity(self) -> Callable | None:
-        """Import the layer-sensitivity ranking used by the fidelity fallback (quantized formats only)."""
-        if self.sensitivity is None:
-            return None
-        module, function = self.sensitivity.split(":")
-        return getattr(importlib.import_module(module), function)
+        """Import the layer ranking used by the fidelity fallback (quantized formats only)."""
+        return resolve(self.sensitivity) if self.sensitivity else None
 
     def embed_manifest(self, path, manifest_json: str) -> None:
-        """Embed the manifest into the model file with the exporter module's ``embed_manifest``."""
-        module = importlib.import_module(self.exporter.split(":")[0])
-        embed = getattr(module, "embed_manifest", None) or getattr(
-            importlib.import_module("salsdk.convert.onnx_export"), "embed_manifest")
-        embed(path, manifest_json)
+        """Embed the manifest JSON into the model file at ``path``."""
+        resolve(EMBEDDERS[self.family])(path, manifest_json)
 
+
+_ONNX = "salsdk.convert.onnx_export"
+_TFLITE = "salsdk.convert.tflite_export"
+_COREML = "salsdk.convert.coreml_export"
 
 FORMATS: tuple[Format, ...] = (
-    Format("onnx-fp32", "onnx", "fp32", ".onnx", "onnxruntime", "salsdk.convert.onnx_export:export_onnx", False,
-           "base", "ONNX fp32, static shapes, simplified"),
-    Format("onnx-fp16", "onnx", "fp16", ".onnx", "onnxruntime", "salsdk.convert.onnx_export:export_onnx", False,
-           "fp16", "ONNX with fp16 weights and compute (fp32 input/output)"),
-    Format("onnx-int8", "onnx", "int8", ".onnx", "onnxruntime", "salsdk.quantize.onnx_int8:export_onnx_int8", True,
-           "int8", "ONNX static QDQ int8, per-channel weights, calibrated on real images",
-           "salsdk.quantize.onnx_int8:rank_onnx_sensitivity", calibration_methods=("minmax", "percentile", "entropy")),
-    Format("tflite-fp32", "tflite", "fp32", ".tflite", "litert", "salsdk.convert.tflite_export:export_tflite", False,
-           "base", "TFLite fp32 via onnx2tf, NHWC input", graph_rewrite=True),
-    Format("tflite-fp16", "tflite", "fp16", ".tflite", "litert", "salsdk.convert.tflite_export:export_tflite", False,
-           "base", "TFLite with fp16 weights (float compute)", graph_rewrite=True),
-    Format("tflite-dr8", "tflite", "int8-dynamic", ".tflite", "litert",
-           "salsdk.convert.tflite_export:export_tflite", False, "int8", "TFLite dynamic-range int8 weights", graph_rewrite=True),
-    Format("tflite-int8", "tflite", "int8", ".tflite", "litert", "salsdk.convert.tflite_export:export_tflite", True,
-           "int8", "TFLite full int8 (float input/output), calibrated on real images",
-           "salsdk.convert.tflite_export:rank_tflite_sensitivity", graph_rewrite=True),
-    Format("tflite-int8-io", "tflite", "int8-io", ".tflite", "litert",
-           "salsdk.convert.tflite_export:export_tflite", True, "int8",
-           "TFLite full int8 with int8 input/output tensors", "salsdk.convert.tflite_export:rank_tflite_sensitivity", graph_rewrite=True),
-    Format("coreml-fp16", "coreml", "fp16", ".mlpackage", "coreml", "salsdk.convert.coreml_export:export_coreml",
-           False, "base", "CoreML ML Program, fp16 compute"),
-    Format("coreml-w8", "coreml", "w8", ".mlpackage", "coreml", "salsdk.convert.coreml_export:export_coreml", True,
-           "int8", "CoreML ML Program with 8-bit linear-quantised weights",
-           "salsdk.convert.coreml_export:rank_coreml_sensitivity"),
+    Format("onnx-fp32", "onnx", "fp32", "onnxruntime", f"{_ONNX}:export_onnx", "base",
+           "ONNX fp32, static shapes, simplified"),
+    Format("onnx-fp16", "onnx", "fp16", "onnxruntime", f"{_ONNX}:export_onnx", "fp16",
+           "ONNX with fp16 weights and compute (fp32 input/output)"),
+    Format("onnx-int8", "onnx", "int8", "onnxruntime", f"{_ONNX}:export_onnx", "int8",
+           "ONNX static QDQ int8, per-channel weights, calibrated on real images", f"{_ONNX}:rank_int8",
+           calibration_methods=("minmax", "percentile", "entropy")),
+    Format("tflite-fp32", "tflite", "fp32", "litert", f"{_TFLITE}:export_tflite", "base",
+           "TFLite fp32 via onnx2tf, NHWC input", graph_rewrite=True),
+    Format("tflite-fp16", "tflite", "fp16", "litert", f"{_TFLITE}:export_tflite", "base",
+           "TFLite with fp16 weights (float compute)", graph_rewrite=True),
+    Format("tflite-dr8", "tflite", "int8-dynamic", "litert", f"{_TFLITE}:export_tflite", "int8",
+           "TFLite dynamic-range int8 weights", graph_rewrite=True),
+    Format("tflite-int8", "tflite", "int8", "litert", f"{_TFLITE}:export_tflite", "int8",
+           "TFLite full int8 (float input/output), calibrated on real images", f"{_TFLITE}:rank_int8",
+           graph_rewrite=True),
+    Format("tflite-int8-io", "tflite", "int8-io", "litert", f"{_TFLITE}:export_tflite", "int8",
+           "TFLite full int8 with int8 input/output tensors", f"{_TFLITE}:rank_int8", graph_rewrite=True),
+    Format("coreml-fp16", "coreml", "fp16", "coreml", f"{_COREML}:export_coreml", "base",
+           "CoreML ML Program, fp16 compute"),
+    Format("coreml-w8", "coreml", "w8", "coreml", f"{_COREML}:export_coreml", "int8",
+           "CoreML ML Program with 8-bit linear-quantised weights", f"{_COREML}:rank_w8"),
 )
 
 FORMATS_BY_KEY = {f.key: f for f in FORMATS}
 FAMILIES: tuple[str, ...] = ("onnx", "tflite", "coreml")
 
 
-def select_formats(families: str, int8: bool, fp16: bool) -> list[Format]:
-    """Formats for ``--format onnx,tflite,coreml|all`` (or explicit keys) with the ``--int8``/``--fp16`` flags."""
+def select_formats(families: str, int8: bool = False, fp16: bool = False) -> list[Format]:
+    """Formats for ``--format onnx,tflite,coreml|all`` (or explicit keys) with the ``--int8``/``--fp16`` flags.
+
+    Explicit keys are always selected; a family selects its ``base`` formats plus those of the requested groups.
+    ``onnx-fp32`` is always included: every other ONNX and TFLite format derives from it.
+    """
     wanted: list[str] = []
-    for item in (s.strip().lower() for s in families.split(",") if s.strip()):
+    for item in (s.strip().lower() for s in str(families).split(",") if s.strip()):
         if item == "all":
             wanted += FAMILIES
         elif item in FAMILIES or item in FORMATS_BY_KEY:
             wanted.append(item)
         else:
-            raise ValueError(f"unknown format {item!r}; use {', '.join(FAMILIES)}, all, or one of "
+            raise InputError(f"--format: unknown format {item!r}; use {', '.join(FAMILIES)}, all, or one of "
                              f"{', '.join(FORMATS_BY_KEY)}")
+    if not wanted:
+        raise InputError("--format is empty: give onnx, tflite, coreml, all or format keys")
     groups = {"base"} | ({"int8"} if int8 else set()) | ({"fp16"} if fp16 else set())
     chosen = [f for f in FORMATS if f.key in wanted or (f.family in wanted and f.group in groups)]
-    if chosen and "onnx-fp32" not in [f.key for f in chosen]:
-        chosen.insert(0, FORMATS_BY_KEY["onnx-fp32"])  # every other format is derived from it
+    if "onnx-fp32" not in [f.key for f in chosen]:
+        chosen.insert(0, FORMATS_BY_KEY["onnx-fp32"])
     return chosen

@@ -3,54 +3,50 @@
 Formats marked ``graph_rewrite`` in the format table are exported from the model's registered export rewrite
 (TinyHD without 3-D convolutions), which is first checked against the original on the held-out inputs; the
 manifest's ``graph`` entry says which graph an artifact was made from. The fidelity gate always compares with the
-original fp32 PyTorch model.
+original fp32 PyTorch model; the accept/fallback policy is :mod:`salsdk.quantize.policy`.
 
 Each accepted artifact becomes a bundle folder ``<out>/<model>-<format>/`` holding the model file and
-``manifest.json``. Bundles are assembled in a hidden temporary folder inside ``<out>`` and renamed into place
-only once complete, so an interrupted or failed conversion never leaves a folder with a manifest behind.
+``manifest.json`` (:mod:`salsdk.manifest`). Bundles are assembled in a hidden staging folder inside ``<out>`` and
+renamed into place only once complete, manifest last, so an interrupted or failed conversion never leaves a
+folder with a manifest behind; staging and work folders of killed runs are removed by the next run.
 """
 from __future__ import annotations
 
 import json
-import os
+import math
 import platform
 import shutil
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-import salsdk
+from salsdk import atomic
 from salsdk.contract import Contract
-from salsdk.manifest import MANIFEST_NAME, SCHEMA, pin_files, tree_size
-from salsdk.quantize.calibration import CalibrationData, clip_calibration, image_calibration
+from salsdk.errors import ConversionError, InputError
+from salsdk.manifest import (MANIFEST_NAME, MAX_DIM, PENDING_MANIFEST, FormatRecord, build_manifest, bundle_name,
+                             pin_files, rejection_report_name, tree_size)
+from salsdk.quantize.calibration import clip_calibration, image_calibration
 from salsdk.quantize.fidelity import FidelityReport, compare_outputs, run_batched
-from salsdk.runtimes import open_runtime
-from salsdk.runtimes.torch_runtime import TorchRuntime
-from salsdk.errors import ConversionError
+from salsdk.quantize.policy import CALIBRATION_CHOICES, DEFAULT_MAX_FLOAT, Decision, calibration_candidates, decide
 from salsdk.registry import get_entry
-from salsdk.zoo import WeightsArg, create_model
+from salsdk.runtimes import open_runtime
+from salsdk.weights import OFFICIAL, WeightsArg
 
 from .context import ExportContext, ExportResult
 from .formats import Format
 
-PENDING_MANIFEST = ".manifest.json.pending"  # renamed to manifest.json as the very last step of publishing
-CALIBRATION_NPY = "calibration_image_sample_data_20x128x128x3_float32.npy"
-FALLBACK_GROWTH = 1.5  # each fallback step keeps about this many times more layers in float than the last
-DEFAULT_MAX_FLOAT = 0.5  # an int8 artifact keeps at least half of its ranked layers quantized unless told otherwise
 GRAPH_CHOICES = ("auto", "original", "rewritten")  # which graph formats export (see ConvertOptions.graph)
-CALIBRATION_CHOICES = ("auto", "minmax", "percentile", "entropy")  # see calibration_candidates
 REWRITE_MIN_CC = 0.9999  # an export rewrite must reproduce the original this closely on the held-out inputs
+DISK_PER_FORMAT = 3  # free space asked for: about this many fp32 model sizes per format (artifacts + work files)
 Log = Callable[[str], None]
 
 
 @dataclass
 class Outcome:
-    """What happened to one format: accepted (bundle written) or rejected (report only)."""
+    """What happened to one format: accepted (bundle written), rejected (report only) or failed (error)."""
 
     format: Format
     status: str  # "accepted", "accepted (<method> calibration)", "accepted (fallback: k/n layers float)", "rejected", "failed"
@@ -60,10 +56,14 @@ class Outcome:
     message: str = ""
     attempts: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def accepted(self) -> bool:
+        return self.status.startswith("accepted")
+
 
 @dataclass
 class ConvertOptions:
-    """Everything ``salsdk convert`` can set."""
+    """Everything ``salsdk convert`` can set (checked by :meth:`validate` before any work)."""
 
     model: str
     weights: WeightsArg
@@ -78,6 +78,33 @@ class ConvertOptions:
     n_eval: int | None = None
     max_float: float = DEFAULT_MAX_FLOAT  # fraction of the ranked layers the fidelity fallback may keep in float
     graph: str = "auto"  # auto: each format's table row decides; original / rewritten: every format
+    offline: bool | None = None  # never download official weights (default: SALSDK_OFFLINE)
+
+    def validate(self) -> None:
+        """Refuse impossible options with one :class:`InputError` naming the option."""
+        get_entry(self.model)
+        _fraction(self.min_cc, "--min-cc", "the minimum CC against fp32, e.g. 0.99")
+        _fraction(self.max_float, "--max-float", "a fraction of the ranked layers, e.g. 0.5")
+        for name, value in (("--n-calib", self.n_calib), ("--n-eval", self.n_eval)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000):
+                raise InputError(f"{name} {value!r}: give a whole number of inputs from 1 to 10000")
+        if self.size is not None:
+            h, w = self.size
+            if not (0 < h <= MAX_DIM and 0 < w <= MAX_DIM and h % 32 == 0 and w % 32 == 0):
+                raise InputError(f"--size {h}x{w}: height and width must be positive multiples of 32 up to {MAX_DIM}")
+        if self.calibration_method not in CALIBRATION_CHOICES:
+            raise InputError(f"--calib-method {self.calibration_method!r}: choose one of {', '.join(CALIBRATION_CHOICES)}")
+        if self.graph not in GRAPH_CHOICES:
+            raise InputError(f"--graph {self.graph!r}: choose one of {', '.join(GRAPH_CHOICES)}")
+        if self.calib is not None and not Path(self.calib).exists():
+            raise InputError(f"--calib {self.calib} does not exist: give a folder of images or a video file")
+        if not self.formats:
+            raise InputError("no format selected")
+
+
+def _fraction(value: Any, option: str, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 < value <= 1:
+        raise InputError(f"{option} {value!r}: give {what} in (0, 1]")
 
 
 def uses_rewrite(fmt: Format, graph: str) -> bool:
@@ -90,62 +117,62 @@ def static_size(card, size: tuple[int, int] | None) -> tuple[int, int]:
     return tuple(size or card.preprocessing.size or card.extra.get("export_size", (480, 640)))
 
 
-def prepare(opts: ConvertOptions, log: Log) -> tuple[ExportContext, CalibrationData, list[np.ndarray]]:
+def _summary(names: list[str]) -> str:
+    shown = ", ".join(Path(n).name if "/" in n else n for n in names[:3])
+    return shown + (f", +{len(names) - 3} more" if len(names) > 3 else "")
+
+
+def prepare(opts: ConvertOptions, workdir: Path, log: Log) -> tuple[ExportContext, list[np.ndarray]]:
     """Build the model, the calibration/evaluation inputs and the fp32 reference outputs."""
-    model = create_model(opts.model, opts.weights)
+    from salsdk.runtimes.torch_runtime import TorchRuntime
+    from salsdk.zoo import create_model
+
+    model = create_model(opts.model, opts.weights, offline=opts.offline)
     card, info = model.salsdk_card, model.salsdk_weights
     if not info.trained:
         log(f"  {card.name} is UNTRAINED (random init, seed {info.seed}); artifacts are marked untrained")
     hw = static_size(card, opts.size)
-    contract = Contract.from_card(card, size=hw, trained=info.trained)
+    contract = replace(Contract.from_card(card, trained=info.trained), preprocessing=card.preprocessing.at_size(hw))
     counts = {k: v for k, v in (("n_calib", opts.n_calib), ("n_eval", opts.n_eval)) if v}
     if contract.is_video:
         data = clip_calibration(contract, opts.calib, **counts)
-        shape = (1, 3, contract.preprocessing.frames, *hw)
     else:
         data = image_calibration(contract, opts.calib, hw, **counts)
-        shape = (1, 3, *hw)
     log(f"  calibration: {len(data.calibration_sources)} inputs ({_summary(data.calibration_sources)}); "
         f"held out for fidelity: {len(data.evaluation_sources)} ({_summary(data.evaluation_sources)})")
     reference = run_batched(TorchRuntime(model, device="cpu").run, data.evaluation)
-    workdir = Path(tempfile.mkdtemp(prefix=".salsdk-work-", dir=opts.out))
-    write_onnx2tf_sample(data.calibration, workdir / CALIBRATION_NPY)
-    ctx = ExportContext(card=card, contract=contract, model=model, weights=info, input_shape=shape,
-                        calibration=data.calibration, calibration_sources=data.calibration_sources,
-                        workdir=workdir, calibration_method=opts.calibration_method,
+    ctx = ExportContext(card=card, contract=contract, model=model, weights=info, input_shape=contract.input_shape(hw),
+                        data=data, workdir=workdir, calibration_method=opts.calibration_method,
                         dynamic_batch=opts.dynamic_batch)
-    return ctx, data, reference
+    return ctx, reference
 
 
-def rewritten_context(ctx: ExportContext, data: CalibrationData, reference: list[np.ndarray],
-                      log: Log) -> ExportContext | None:
+def rewritten_context(ctx: ExportContext, reference: list[np.ndarray], log: Log) -> ExportContext | None:
     """The context of the model's export rewrite (None if it has none), checked on the held-out inputs.
 
     The rewrite must reproduce the original model (CC >= :data:`REWRITE_MIN_CC` and a float-rounding-sized
     error); its measured error is recorded in every manifest made from it.
     """
+    from salsdk.runtimes.torch_runtime import TorchRuntime
+
     entry = get_entry(ctx.card.name)
-    if entry.export_rewrite is None:
+    rewrite = entry.export_rewrite
+    if rewrite is None:
         return None
     started = time.perf_counter()
-    rewritten = entry.export_rewrite(ctx.model)
-    outputs = run_batched(TorchRuntime(rewritten, device="cpu").run, data.evaluation)
-    check = compare_outputs(reference, outputs, data.evaluation_sources, REWRITE_MIN_CC,
-                            geometry=data.evaluation_geometry)
+    rewritten = entry.rewrite(ctx.model)
+    outputs = run_batched(TorchRuntime(rewritten, device="cpu").run, ctx.data.evaluation)
+    check = compare_outputs(reference, outputs, ctx.data.evaluation_sources, REWRITE_MIN_CC,
+                            geometry=ctx.data.evaluation_geometry)
     error = max(float(np.abs(o - r).max()) for o, r in zip(outputs, reference))
-    log(f"  export rewrite {entry.rewrite_name}: max abs error {error:.2e}, CC min {check.cc_min:.6f} vs the original "
+    log(f"  export rewrite {rewrite.name}: max abs error {error:.2e}, CC min {check.cc_min:.6f} vs the original "
         f"on {check.n_inputs} held-out inputs ({time.perf_counter() - started:.1f}s)")
     if not check.passed:
-        raise ConversionError(f"the export rewrite {entry.rewrite_name} of {ctx.card.name} does not reproduce the "
+        raise ConversionError(f"the export rewrite {rewrite.name} of {ctx.card.name} does not reproduce the "
                               f"model (CC min {check.cc_min:.6f} < {REWRITE_MIN_CC}); use --graph original")
-    graph = {"rewrite": entry.rewrite_name, "summary": entry.rewrite_summary, "max_abs_error": error,
+    graph = {"rewrite": rewrite.name, "summary": rewrite.summary, "max_abs_error": error,
              "cc_min_vs_original": check.cc_min, "checked_on": check.inputs}
     return replace(ctx, model=rewritten, graph=graph, onnx_fp32=None)
-
-
-def onnx_fp32_path(ctx: ExportContext) -> Path:
-    """Where the work folder keeps the fp32 ONNX model of ``ctx``'s graph (original or rewritten)."""
-    return Path(ctx.workdir) / f"model_fp32_{ctx.graph_record()['rewrite'] or 'original'}.onnx"
 
 
 def ensure_onnx_fp32(ctx: ExportContext) -> None:
@@ -153,35 +180,19 @@ def ensure_onnx_fp32(ctx: ExportContext) -> None:
     if ctx.onnx_fp32 is None:
         from .onnx_export import export_fp32
 
-        export_fp32(ctx, onnx_fp32_path(ctx))
-        ctx.onnx_fp32 = onnx_fp32_path(ctx)
+        path = Path(ctx.workdir) / f"model_fp32_{ctx.graph_record()['rewrite'] or 'original'}.onnx"
+        export_fp32(ctx, path)
+        ctx.onnx_fp32 = path
 
 
-def _summary(names: list[str]) -> str:
-    shown = ", ".join(Path(n).name if "/" in n else n for n in names[:3])
-    return shown + (f", +{len(names) - 3} more" if len(names) > 3 else "")
-
-
-def write_onnx2tf_sample(calibration: np.ndarray, path: Path) -> None:
-    """The 20x128x128x3 sample onnx2tf looks for (else it downloads one): real calibration images, in [0, 1]."""
-    import torch
-    import torch.nn.functional as F
-
-    frames = calibration if calibration.ndim == 4 else calibration.transpose(0, 2, 1, 3, 4).reshape(
-        -1, *calibration.shape[1:2], *calibration.shape[3:])
-    x = torch.from_numpy(frames[np.resize(np.arange(len(frames)), 20)])
-    x = F.interpolate(x, size=(128, 128), mode="bilinear", align_corners=False)
-    lo, hi = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
-    np.save(path, ((x - lo) / (hi - lo).clamp_min(1e-6)).permute(0, 2, 3, 1).numpy().astype(np.float32))
-
-
-def evaluate(ctx: ExportContext, fmt: Format, artifact: Path, data: CalibrationData,
-             reference: list[np.ndarray], min_cc: float) -> FidelityReport:
-    """Run the artifact on the held-out inputs and compare with the fp32 reference."""
+def evaluate(ctx: ExportContext, fmt: Format, artifact: Path, reference: list[np.ndarray],
+             min_cc: float) -> FidelityReport:
+    """Run the artifact on the held-out inputs and compare with the fp32 reference (CoreML: simulated off macOS)."""
+    data = ctx.data
     if fmt.runtime == "coreml" and platform.system() != "Darwin":
-        from .coreml_export import simulate_coreml
+        from .coreml_export import simulate
 
-        outputs = run_batched(lambda x: simulate_coreml(ctx, fmt, x), data.evaluation)
+        outputs = run_batched(lambda x: simulate(ctx, fmt, x), data.evaluation)
         report = compare_outputs(reference, outputs, data.evaluation_sources, min_cc, method="simulated",
                                  geometry=data.evaluation_geometry)
         report.notes.append("CoreML cannot execute off macOS: the artifact's numerics (fp16 compute, 8-bit weights) "
@@ -192,198 +203,94 @@ def evaluate(ctx: ExportContext, fmt: Format, artifact: Path, data: CalibrationD
                            geometry=data.evaluation_geometry)
 
 
-def build_manifest(ctx: ExportContext, fmt: Format, result: ExportResult, fidelity: FidelityReport,
-                   attempts: list[dict[str, Any]]) -> dict[str, Any]:
-    """The manifest of one bundle (without ``files``, which are pinned once the model file is final)."""
-    card = ctx.card
-    pre = asdict(ctx.contract.preprocessing)
-    return {
-        "schema": SCHEMA,
-        "salsdk_version": salsdk.__version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": {"name": card.name, "family": card.family, "task": card.task, "temporal": card.temporal,
-                  "class_names": list(card.class_names), "card": card.to_dict()},
-        "licence": card.licence,
-        "weights": {**asdict(ctx.weights), "path": Path(ctx.weights.path).name if ctx.weights.path else None,
-                    "label": ctx.weights.label},
-        "format": {"key": fmt.key, "family": fmt.family, "precision": fmt.precision, "runtime": fmt.runtime,
-                   "description": fmt.description},
-        "model_file": result.model_file,
-        "input": {**asdict(result.inputs[0]), "preprocessing": pre,
-                  "resize_rule": "bilinear, half-pixel centres, no antialiasing, on 0..255 float pixels"},
-        "outputs": [asdict(o) for o in result.outputs],
-        "postprocessing": {
-            "saliency": "output 'saliency', channel 0: one map per frame (MIMO) or per input; crop the letterbox "
-                        "content box if any, resize bilinearly to the original image size",
-            "output_range": card.output_range, "temporal": card.temporal,
-            "frames": ctx.contract.preprocessing.frames,
-        },
-        "quantization": result.quantization,
-        "fallback_attempts": attempts,
-        "fidelity": fidelity.to_dict(),
-        "tool_versions": result.tool_versions,
-        "graph": ctx.graph_record(),
-        "graph_notes": result.graph_notes,
-    }
+def _gate(ctx: ExportContext, fmt: Format, reference: list[np.ndarray], opts: ConvertOptions, staging: Path,
+          log: Log) -> Decision:
+    """Export ``fmt`` into ``staging`` and decide on it with the accept/fallback policy."""
+    exporter, ranking = fmt.load_exporter(), fmt.load_sensitivity()
 
-
-def calibration_candidates(fmt: Format, requested: str) -> list[str]:
-    """Activation-range methods to try for ``fmt``, in order: ``auto`` is every method its tool offers (min-max
-    first); an explicit method is used alone (tools without it record that they used min-max)."""
-    if requested not in CALIBRATION_CHOICES:
-        raise ConversionError(f"unknown calibration method {requested!r}; choose one of {', '.join(CALIBRATION_CHOICES)}")
-    return list(fmt.calibration_methods) if requested == "auto" else [requested]
-
-
-def fallback_steps(n_ranked: int, max_float: float) -> list[int]:
-    """How many of ``n_ranked`` layers each fallback attempt keeps in float: 1, 2, 3, 4, 6, 9, 14, 21, ... (growing
-    by :data:`FALLBACK_GROWTH`), ending exactly at the cap, ``max_float`` of the ranked layers."""
-    if not 0.0 < max_float <= 1.0:
-        raise ConversionError(f"--max-float {max_float}: give a fraction of the ranked layers in (0, 1]")
-    limit = max(1, int(n_ranked * max_float)) if n_ranked else 0
-    steps, k = [], 1
-    while k < limit:
-        steps.append(k)
-        k = max(k + 1, round(k * FALLBACK_GROWTH))
-    return steps + [limit] if limit else []
-
-
-def export_with_gate(ctx: ExportContext, fmt: Format, data: CalibrationData, reference: list[np.ndarray],
-                     min_cc: float, staging: Path, log: Log, max_float: float = DEFAULT_MAX_FLOAT) -> Outcome:
-    """Export ``fmt`` into ``staging`` and gate it; a quantized format below ``min_cc`` recovers in two steps.
-
-    1. Calibration: the other activation-range methods of :func:`calibration_candidates` (percentile, entropy for
-       ONNX Runtime), keeping the best.
-    2. Precision (accuracy-aware mixed precision): the most sensitive layers of the format's ranking kept in float,
-       more at each attempt (:func:`fallback_steps`, at most ``max_float`` of the ranked layers), until the gate
-       passes. The manifest says which layers and how many of the ranked ones stayed float.
-
-    Every attempt (method, layers kept, CC) is recorded in the manifest or the rejection report.
-    """
-    exporter = fmt.load_exporter()
-    attempts: list[dict[str, Any]] = []
-
-    def attempt(method: str, keep: tuple[str, ...] = (), ranked: int = 0) -> tuple[ExportResult, FidelityReport]:
+    def build(method: str, keep: tuple[str, ...], ranked: int) -> ExportResult:
         for child in staging.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
-        started = time.perf_counter()
-        result = exporter(replace(ctx, calibration_method=method), fmt, staging, **({"keep_float": keep} if keep else {}))
+        result = exporter(replace(ctx, calibration_method=method), fmt, staging, keep_float=keep)
         if keep:
             result.quantization["fallback"] = {"kept_float": len(keep), "ranked_layers": ranked}
-        fidelity = evaluate(ctx, fmt, staging / result.model_file, data, reference, min_cc)
-        recorded = result.quantization.get("calibration_method", method)  # what the tool actually used
-        attempts.append({"calibration_method": recorded, "kept_float": list(keep), "cc_min": fidelity.cc_min,
-                         "cc_mean": fidelity.cc_mean})
-        what = f"{len(keep)}/{ranked} layers in float" if keep else f"calibration {recorded}" if fmt.quantized else "exported"
-        log(f"  {fmt.key}: {what} in {time.perf_counter() - started:.1f}s -> CC min {fidelity.cc_min:.4f} "
-            f"mean {fidelity.cc_mean:.4f}")
-        return result, fidelity
+        return result
 
-    methods = calibration_candidates(fmt, ctx.calibration_method) if fmt.quantized else ["minmax"]
-    result, fidelity = attempt(methods[0])
-    if fidelity.passed or not fmt.quantized:
-        return _finish(ctx, fmt, result, fidelity, attempts, staging, "accepted" if fidelity.passed else "rejected")
-    best = methods[0], fidelity.cc_min
-    for method in methods[1:]:
-        result, fidelity = attempt(method)
-        if fidelity.passed:
-            return _finish(ctx, fmt, result, fidelity, attempts, staging, f"accepted ({method} calibration)")
-        best = max(best, (method, fidelity.cc_min), key=lambda pair: pair[1])
-    method = best[0]
-    rank = fmt.load_sensitivity()
-    ranking = rank(replace(ctx, calibration_method=method), fmt) if rank else []
-    steps = fallback_steps(len(ranking), max_float)
-    used = next(a["calibration_method"] for a in attempts if a["cc_min"] == best[1])  # as the tool reported it
-    log(f"  {fmt.key}: below CC {min_cc}; fallback (calibration: {used}): up to {steps[-1] if steps else 0} of "
-        f"{len(ranking)} ranked layers in float (most sensitive: {', '.join(ranking[:3])})")
-    for k in steps:
-        result, fidelity = attempt(method, tuple(ranking[:k]), len(ranking))
-        if fidelity.passed:
-            return _finish(ctx, fmt, result, fidelity, attempts, staging,
-                           f"accepted (fallback: {k}/{len(ranking)} layers float)")
-    return _finish(ctx, fmt, result, fidelity, attempts, staging, "rejected")
+    methods = calibration_candidates(fmt.calibration_methods, ctx.calibration_method) if fmt.quantized else ["minmax"]
+    return decide(build, lambda result: evaluate(ctx, fmt, staging / result.model_file, reference, opts.min_cc),
+                  label=fmt.key, quantized=fmt.quantized, methods=methods, max_float=opts.max_float, log=log,
+                  rank=(lambda method: ranking(replace(ctx, calibration_method=method), fmt)) if ranking else None,
+                  method_used=lambda result, method: result.quantization.get("calibration_method", method))
 
 
-def _finish(ctx: ExportContext, fmt: Format, result: ExportResult, fidelity: FidelityReport,
-            attempts: list[dict[str, Any]], staging: Path, status: str) -> Outcome:
-    manifest = build_manifest(ctx, fmt, result, fidelity, attempts)
-    manifest["status"] = status
-    if status != "rejected":
-        fmt.embed_manifest(staging / result.model_file, json.dumps(manifest, sort_keys=True))
-        manifest = pin_files(manifest, staging)
-        (staging / PENDING_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
-    else:
-        (staging / "rejected_report.json").write_text(json.dumps(manifest, indent=2, sort_keys=True),
-                                                      encoding="utf-8")
-    return Outcome(fmt, status, None, tree_size(staging / result.model_file), fidelity, attempts=attempts)
+def _manifest_document(ctx: ExportContext, fmt: Format, decision: Decision) -> dict[str, Any]:
+    result: ExportResult = decision.artifact
+    return build_manifest(
+        card=ctx.card, weights=ctx.weights,
+        format_record=FormatRecord(fmt.key, fmt.family, fmt.precision, fmt.runtime, fmt.description),
+        model_file=result.model_file, input_spec=result.inputs[0], outputs=result.outputs,
+        preprocessing=ctx.contract.preprocessing, temporal=ctx.contract.temporal,
+        fidelity=decision.fidelity.to_dict(), status=decision.status, quantization=result.quantization,
+        fallback_attempts=decision.attempts, tool_versions=result.tool_versions, graph=ctx.graph_record(),
+        graph_notes=result.graph_notes)
 
 
-def publish(staging: Path, target: Path) -> None:
-    """Move the complete bundle in ``staging`` to ``target``, replacing any older bundle.
-
-    The order guarantees that at no moment does a folder hold a manifest next to incomplete files: an older
-    bundle loses its manifest first, the new folder is renamed into place, and its manifest appears last.
-    """
-    if target.exists():
-        (target / MANIFEST_NAME).unlink(missing_ok=True)
-        trash = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-    os.replace(staging, target)
-    os.replace(target / PENDING_MANIFEST, target / MANIFEST_NAME)
+def _convert_one(ctx: ExportContext, fmt: Format, reference: list[np.ndarray], opts: ConvertOptions,
+                 log: Log) -> Outcome:
+    """Export, gate and publish one format; a failure becomes a "failed" outcome, an interruption cleans up."""
+    with atomic.staging_folder(opts.out, f"{ctx.card.name}-{fmt.key}") as staging:
+        try:
+            if fmt.key != "onnx-fp32" and fmt.family != "coreml":
+                ensure_onnx_fp32(ctx)  # every other ONNX and TFLite format derives from it
+            decision = _gate(ctx, fmt, reference, opts, staging, log)
+            document = _manifest_document(ctx, fmt, decision)
+            model_path = staging / decision.artifact.model_file
+            size = tree_size(model_path)
+            if not decision.accepted:
+                report = opts.out / rejection_report_name(ctx.card.name, fmt.key)
+                rejected = {**document, "schema": "salsdk-rejection/1", "status": "rejected"}
+                atomic.write_text(report, json.dumps(rejected, indent=2, sort_keys=True) + "\n")
+                return Outcome(fmt, "rejected", None, size, decision.fidelity, f"below CC {opts.min_cc}; report: "
+                               f"{report}", decision.attempts)
+            fmt.embed_manifest(model_path, json.dumps(document, sort_keys=True))
+            manifest = pin_files(document, staging)
+            (staging / PENDING_MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+            target = opts.out / bundle_name(ctx.card.name, fmt.key)
+            atomic.replace_folder(staging, target, last=MANIFEST_NAME, pending=PENDING_MANIFEST)
+            return Outcome(fmt, decision.status, target, size, decision.fidelity, attempts=decision.attempts)
+        except Exception as exc:  # one format failing must not lose the others
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log(f"  {fmt.key}: FAILED: {reason}")
+            return Outcome(fmt, "failed", message=reason)
 
 
 def convert(opts: ConvertOptions, log: Log = print) -> list[Outcome]:
     """Run the whole conversion; returns one :class:`Outcome` per format (see ``salsdk convert``)."""
-    opts.out.mkdir(parents=True, exist_ok=True)
-    log(f"[1/{len(opts.formats) + 1}] preparing {opts.model}: model, calibration inputs, fp32 reference")
-    ctx, data, reference = prepare(opts, log)
+    opts.validate()
+    opts.out = atomic.writable_folder(Path(opts.out).expanduser().resolve(), "--out")
+    for stale in atomic.remove_stale(opts.out):
+        log(f"  removed {stale.name}, left by an interrupted conversion")
+    card = get_entry(opts.model).card
+    log(f"[1/{len(opts.formats) + 1}] preparing {card.name}: model, calibration inputs, fp32 reference")
     outcomes: list[Outcome] = []
-    try:
+    with atomic.staging_folder(opts.out, "work") as workdir:
+        ctx, reference = prepare(opts, workdir, log)
+        fp32_bytes = 4 * sum(p.numel() for p in ctx.model.parameters())
+        atomic.require_free_space(opts.out, max(200 * 2**20, DISK_PER_FORMAT * fp32_bytes * len(opts.formats)), "--out")
         wanted = opts.graph != "original" and any(uses_rewrite(f, opts.graph) for f in opts.formats)
-        rewritten = rewritten_context(ctx, data, reference, log) if wanted else None
+        rewritten = rewritten_context(ctx, reference, log) if wanted else None
         if opts.graph == "rewritten" and rewritten is None:
             raise ConversionError(f"--graph rewritten: {ctx.card.name} has no export rewrite")
         for step, fmt in enumerate(opts.formats, start=2):
             fctx = rewritten if rewritten is not None and uses_rewrite(fmt, opts.graph) else ctx
             graph = f" [graph: {fctx.graph['rewrite']}]" if fctx.graph else ""
             log(f"[{step}/{len(opts.formats) + 1}] {fmt.key}: {fmt.description}{graph}")
-            outcome = _convert_one(fctx, fmt, data, reference, opts, log)
-            if fmt.key == "onnx-fp32" and outcome.bundle:
-                fctx.onnx_fp32 = onnx_fp32_path(fctx)
+            outcome = _convert_one(fctx, fmt, reference, opts, log)
+            if fmt.key == "onnx-fp32" and outcome.bundle and fctx.onnx_fp32 is None:
+                fctx.onnx_fp32 = workdir / f"model_fp32_{fctx.graph_record()['rewrite'] or 'original'}.onnx"
                 shutil.copyfile(outcome.bundle / "model.onnx", fctx.onnx_fp32)
             outcomes.append(outcome)
-    finally:
-        shutil.rmtree(ctx.workdir, ignore_errors=True)
     return outcomes
-
-
-def _convert_one(ctx: ExportContext, fmt: Format, data: CalibrationData, reference: list[np.ndarray],
-                 opts: ConvertOptions, log: Log) -> Outcome:
-    """Export, gate and publish one format; a failure becomes a "failed" outcome, an interruption cleans up."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{ctx.card.name}-{fmt.key}-", dir=opts.out))
-    try:
-        if fmt.key != "onnx-fp32" and fmt.family != "coreml":
-            ensure_onnx_fp32(ctx)  # every other ONNX and TFLite format derives from it
-        outcome = export_with_gate(ctx, fmt, data, reference, opts.min_cc, staging, log, opts.max_float)
-    except Exception as exc:  # one format failing must not lose the others
-        shutil.rmtree(staging, ignore_errors=True)
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        log(f"  {fmt.key}: FAILED: {reason}")
-        return Outcome(fmt, "failed", message=reason)
-    except BaseException:  # interrupted (Ctrl-C, SIGTERM): leave nothing half-made behind
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    target = opts.out / f"{ctx.card.name}-{fmt.key}"
-    if outcome.status == "rejected":
-        report = opts.out / f"{ctx.card.name}-{fmt.key}.rejected.json"
-        os.replace(staging / "rejected_report.json", report)
-        shutil.rmtree(staging, ignore_errors=True)
-        outcome.message = f"below CC {opts.min_cc}; report: {report}"
-    else:
-        publish(staging, target)
-        outcome.bundle = target
-    return outcome
 
 
 def format_table(outcomes: list[Outcome]) -> str:
@@ -398,3 +305,6 @@ def format_table(outcomes: list[Outcome]) -> str:
         lines.append(f"{o.format.key:<15} {o.format.precision:<13} {size:>9} {cc}  {o.status}{sim}"
                      + (f": {o.message}" if o.message else ""))
     return "\n".join(lines)
+
+
+__all__ = ["ConvertOptions", "OFFICIAL", "Outcome", "convert", "format_table", "static_size", "uses_rewrite"]

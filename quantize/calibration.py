@@ -4,10 +4,14 @@ Sources: a folder of images, a video, or — only when none is given — the bui
 in every report: the natural images scikit-image ships, the design screenshots and the DHF1K clip of
 ``../shared`` (``SALSDK_SHARED``) when present. Inputs are split deterministically into a calibration part and a
 held-out evaluation part that shares no image (or, for video, no frame) with it.
+
+:class:`CalibrationData` is the one reader of these inputs; each toolchain takes them in its own form through
+its methods: canonical batches (ONNX Runtime, PyTorch), channels-last samples (TFLite, ai-edge-quantizer), and
+onnx2tf's 20-image sample file.
 """
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +19,18 @@ import numpy as np
 
 from salsdk.contract import Contract
 from salsdk.errors import InputError
+from salsdk.geometry import Geometry
 from salsdk.imageio import IMAGE_SUFFIXES, is_video_path, iter_video_frames, load_image
-from salsdk.preprocess import Geometry, preprocess_clip, preprocess_image
+from salsdk.paths import shared_dir, shared_video
+from salsdk.preprocess import preprocess_clip, preprocess_image, resize_bilinear
 
 STREAM_START_FRAMES = (1, 4, 8, 12)  # real frames in the stream-start windows of MISO calibration/evaluation
 SKIMAGE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
                   "retina", "motorcycle_left", "cat", "camera", "page", "text")
+
+
+ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # onnx2tf downloads one when absent
+CHANNELS_LAST = {4: (0, 2, 3, 1), 5: (0, 2, 3, 4, 1)}
 
 
 @dataclass
@@ -33,11 +43,24 @@ class CalibrationData:
     evaluation_sources: list[str]
     evaluation_geometry: list[Geometry] | None = None  # where each held-out image lies in its input (letterbox)
 
+    def calibration_samples(self, limit: int | None = None, channels_last: bool = False) -> Iterator[np.ndarray]:
+        """The calibration inputs one by one as batches of 1, canonical or channels-last (NHWC / NTHWC)."""
+        for sample in self.calibration[:limit]:
+            x = np.ascontiguousarray(sample[None], dtype=np.float32)
+            yield np.ascontiguousarray(x.transpose(CHANNELS_LAST[x.ndim])) if channels_last else x
 
-def shared_dir() -> Path:
-    """The shared data folder: ``$SALSDK_SHARED`` or ``../shared`` beside the working directory's repo."""
-    default = Path(__file__).resolve().parents[1].parent / "shared"
-    return Path(os.environ.get("SALSDK_SHARED", default))
+    def write_onnx2tf_sample(self, contract: Contract, path: Path) -> Path:
+        """onnx2tf's 20x128x128x3 test sample, made from the calibration inputs (so it never downloads one):
+        pixels recovered from the normalised inputs (``(x * std + mean) / scale / 255``), RGB, 128x128."""
+        pre = contract.preprocessing
+        x = self.calibration.transpose(CHANNELS_LAST[self.calibration.ndim])
+        frames = x.reshape(-1, *x.shape[-3:])  # clips -> frames
+        pixels = (frames * np.asarray(pre.std, np.float32) + np.asarray(pre.mean, np.float32)) / pre.scale / 255.0
+        if pre.channel_order == "BGR":
+            pixels = pixels[..., ::-1]
+        chosen = [resize_bilinear(pixels[i], (128, 128)) for i in np.resize(np.arange(len(pixels)), 20)]
+        np.save(path, np.clip(np.stack(chosen), 0.0, 1.0).astype(np.float32))
+        return path
 
 
 def builtin_images(prefer_designs: bool = False) -> list[tuple[str, np.ndarray]]:
@@ -57,8 +80,7 @@ def builtin_images(prefer_designs: bool = False) -> list[tuple[str, np.ndarray]]
 
 def builtin_video() -> Path | None:
     """The shared DHF1K clip, if present."""
-    path = shared_dir() / "data" / "video" / "dhf1k_0068.avi"
-    return path if path.is_file() else None
+    return shared_video()
 
 
 def _images_from(source: Path) -> list[tuple[str, np.ndarray]]:
@@ -119,7 +141,9 @@ def clip_calibration(contract: Contract, source: str | Path | None, n_calib: int
         raise InputError("video models calibrate on a video: pass --calib VIDEO (the shared DHF1K clip is absent)")
     if not is_video_path(video):
         raise InputError(f"--calib {video}: video models need a video file")
-    t, n = contract.preprocessing.frames, n_calib + n_eval
+    if contract.temporal is None:
+        raise InputError(f"{contract.model} is an image model: calibrate it on images")
+    t, n = contract.temporal.frames, n_calib + n_eval
     total = video_frame_count(video) or sum(1 for _ in iter_video_frames(video))
     if total < t * n:
         raise InputError(f"{video} has {total} frames; {n_calib} calibration and {n_eval} held-out windows of {t} "
@@ -133,11 +157,11 @@ def clip_calibration(contract: Contract, source: str | Path | None, n_calib: int
         made = []
         for position, s in enumerate(part):
             k = t
-            if contract.temporal == "miso" and position % 4 == 1:
+            if contract.temporal.mode == "miso" and position % 4 == 1:
                 k = STREAM_START_FRAMES[(position // 4) % len(STREAM_START_FRAMES)]
             picked = [frames[s]] * (t - k) + [frames[i] for i in range(s, s + k)]
             note = f" (stream start: frame {s} repeated {t - k}x first)" if k < t else ""
-            made.append((f"{video}#frames{s}-{s + k - 1}{note}", preprocess_clip(picked, contract.preprocessing)[0]))
+            made.append((f"{video}#frames{s}-{s + k - 1}{note}", preprocess_clip(picked, contract.preprocessing, t)[0]))
         return made
 
     calib, evaluation = clips(calib_starts), clips(eval_starts)

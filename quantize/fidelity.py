@@ -8,7 +8,7 @@ import numpy as np
 
 from salsdk.metrics import agreement
 from salsdk.postprocess import crop_content
-from salsdk.preprocess import Geometry
+from salsdk.geometry import Geometry
 
 RunFn = Callable[[np.ndarray], list[np.ndarray]]
 
@@ -72,7 +72,7 @@ LETTERBOX_NOTE = "maps compared over the image content only (letterbox bands cut
 
 
 def _letterboxed(geometry: Geometry) -> bool:
-    return tuple(geometry.content) != (0, 0, *geometry.input_hw)
+    return geometry.letterbox
 
 
 def run_batched(run: RunFn, inputs: np.ndarray) -> list[np.ndarray]:

@@ -5,7 +5,7 @@ manifest, and compared against measurements by ``salsdk bench --claims``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 ImageResize = Literal["native", "stretch", "letterbox"]
@@ -18,7 +18,8 @@ class Preprocessing:
     The steps, in order: convert to ``channel_order``; fit to ``size`` by ``resize`` (``native`` keeps the
     image's own size, rounded by the model itself; ``stretch`` resizes to ``size`` ignoring aspect ratio;
     ``letterbox`` resizes keeping the aspect ratio and pads the rest with ``pad_value``, image centred);
-    then ``x = (pixel * scale - mean) / std`` per channel; layout NCHW (or NCTHW for clips of ``frames``).
+    then ``x = (pixel * scale - mean) / std`` per channel; layout NCHW (NCTHW for clips, see :class:`Temporal`).
+    The ``letterbox`` fit is the official UMSI rule (:mod:`salsdk.geometry`).
     """
 
     resize: ImageResize
@@ -27,9 +28,22 @@ class Preprocessing:
     scale: float = 1.0 / 255.0
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    frames: int = 1
     interpolation: Literal["bilinear", "bicubic", "area"] = "bilinear"
     pad_value: tuple[float, float, float] = (0.0, 0.0, 0.0)  # raw pixel value of the padding, before scaling
+
+    def at_size(self, size_hw: tuple[int, int]) -> "Preprocessing":
+        """The same steps for a static input of ``size_hw`` (``native`` becomes ``stretch``), as in bundles."""
+        return replace(self, size=(int(size_hw[0]), int(size_hw[1])),
+                       resize="stretch" if self.resize == "native" else self.resize)
+
+
+@dataclass(frozen=True)
+class Temporal:
+    """How a clip model slides over a video (:mod:`salsdk.video`): ``miso`` windows of ``frames`` frames give the
+    map of their last frame; ``mimo`` blocks of ``frames`` frames give one map per frame."""
+
+    mode: Literal["miso", "mimo"]
+    frames: int
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,7 @@ class ModelCard:
 
     name: str
     family: Literal["kdsalbox", "tinyhd", "umsi"]
+    architecture: str  # registered architecture (salsdk.registry): one architecture, one or more weight tags
     task: Literal["image-saliency", "video-saliency", "design-importance"]
     summary: str
     paper: str
@@ -71,7 +86,7 @@ class ModelCard:
     licence: str
     licence_short: str
     claims: tuple[Claim, ...] = ()
-    temporal: Literal["miso", "mimo"] | None = None
+    temporal: Temporal | None = None  # None for image models
     class_names: tuple[str, ...] = ()
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)

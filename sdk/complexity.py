@@ -89,9 +89,10 @@ def count_macs_paper_style(model: nn.Module, input_shape: tuple[int, ...]) -> in
 
 def default_input_shape(card: ModelCard, size: tuple[int, int] | None = None) -> tuple[int, ...]:
     """The input shape costs are reported at: ``size``, else the card's fixed size, else its export size."""
-    pre = card.preprocessing
-    h, w = size or pre.size or tuple(card.extra.get("export_size", (480, 640)))
-    return (1, 3, pre.frames, h, w) if pre.frames > 1 else (1, 3, h, w)
+    from .contract import Contract
+
+    h, w = size or card.preprocessing.size or tuple(card.extra.get("export_size", (480, 640)))
+    return Contract.from_card(card).input_shape((h, w))
 
 
 def model_complexity(name: str, size: tuple[int, int] | None = None) -> Complexity:
@@ -100,6 +101,8 @@ def model_complexity(name: str, size: tuple[int, int] | None = None) -> Complexi
     with torch.device("meta"):
         model = entry.build().eval()
     shape = default_input_shape(entry.card, size)
-    maps = entry.card.preprocessing.frames if entry.card.temporal == "mimo" else 1
+    from .contract import Contract
+
+    maps = Contract.from_card(entry.card).maps_per_clip
     return Complexity(count_params(model), count_macs(model, shape), count_macs_paper_style(model, shape), maps,
                       shape)

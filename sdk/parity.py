@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import BundleError, InputError, WeightsError
 from .imageio import IMAGE_SUFFIXES, is_video_path, iter_video_frames, load_image, video_frame_count
-from .manifest import contract_from_manifest, read_manifest
+from .manifest import Manifest, read_manifest
 from .metrics import cc
 from .predictor import Predictor
 
@@ -87,13 +87,13 @@ class ParityReport:
 
 
 # ----------------------------------------------------------------------------------------------------- loading
-def load_bundles(bundles: Sequence[str | Path], threads: int | None = None) -> list[tuple[Path, dict, Predictor | None, str]]:
+def load_bundles(bundles: Sequence[str | Path], threads: int | None = None) -> list[tuple[Path, Manifest, Predictor | None, str]]:
     """Read every bundle (hashes verified); ``(path, manifest, predictor or None, why not)`` per bundle.
 
     A CoreML bundle off macOS is validated (spec, inputs, outputs) but cannot execute: its predictor is None.
     All bundles must be of one model with the same weights.
     """
-    from . import load_bundle
+    from .api import load_bundle
 
     loaded = []
     for bundle in map(Path, bundles):
@@ -101,49 +101,59 @@ def load_bundles(bundles: Sequence[str | Path], threads: int | None = None) -> l
         try:
             loaded.append((bundle, manifest, load_bundle(bundle, threads=threads), ""))
         except BundleError as exc:
-            if manifest["format"]["runtime"] != "coreml" or platform.system() == "Darwin":
+            if manifest.format.runtime != "coreml" or platform.system() == "Darwin":
                 raise
             loaded.append((bundle, manifest, None, str(exc).split(";")[0]))
-    models = {(m["model"]["name"], m["weights"].get("sha256"), m["weights"].get("seed")) for _, m, _, _ in loaded}
+    models = {(m.model_name, m.weights.sha256, m.weights.seed) for _, m, _, _ in loaded}
     if len(models) > 1:
-        listing = ", ".join(f"{b.name} ({m['model']['name']}, weights {str(m['weights'].get('sha256'))[:12]})"
+        listing = ", ".join(f"{b.name} ({m.model_name}, weights {str(m.weights.sha256)[:12]})"
                             for b, m, _, _ in loaded)
         raise InputError(f"parity compares artifacts of one model and one set of weights; got {listing}")
     return loaded
 
 
-def reference_predictor(manifest: dict, weights: str | Path | None = None, cache_dir: str | Path | None = None,
+def reference_model(manifest: Manifest, weights: str | Path | None = None,
+                    cache_dir: str | Path | None = None) -> tuple[Any, str]:
+    """The fp32 PyTorch model a bundle was converted from, and where its weights come from.
+
+    The weights are those the manifest pins: its seed for untrained models; else ``weights`` (checked against the
+    manifest's SHA-256) or the official checkpoint, from the cache (downloaded on first use).
+    """
+    from .weights import OFFICIAL
+    from .zoo import create_model
+
+    pinned, name = manifest.weights, manifest.model_name
+    if not pinned.trained:
+        seed = pinned.seed or 0
+        return create_model(name, None, seed=seed), f"untrained, seed {seed} (as the manifest records)"
+    if weights is None and not pinned.official:
+        raise WeightsError(f"the bundles of {name} were made from {pinned.file_name} (not the official "
+                           "checkpoint): pass it with --weights, or use --no-reference")
+    net = create_model(name, weights if weights is not None else OFFICIAL, cache_dir=cache_dir)
+    digest = net.salsdk_weights.sha256
+    if digest != pinned.sha256:
+        raise WeightsError(f"{net.salsdk_weights.path} has SHA-256 {digest}, but the bundles were converted from "
+                           f"{pinned.file_name} ({pinned.sha256}): compare against the same weights")
+    return net, f"{Path(net.salsdk_weights.path).name} (SHA-256 {digest[:12]}, as pinned in the manifests)"
+
+
+def reference_predictor(manifest: Manifest, weights: str | Path | None = None, cache_dir: str | Path | None = None,
                         threads: int | None = None) -> tuple[Predictor, str]:
     """The fp32 PyTorch model a bundle was converted from, with the bundle's own contract (input size included).
 
     The weights are those the manifest pins: its seed for untrained models; else ``weights`` (checked against the
-    manifest's SHA-256) or, for official checkpoints, the cached one.
+    manifest's SHA-256) or the official checkpoint (:func:`reference_model`).
     """
     from .runtimes.torch_runtime import TorchRuntime
-    from .zoo import OFFICIAL, create_model
 
-    pinned = manifest["weights"]
-    name = manifest["model"]["name"]
-    if not pinned["trained"]:
-        net = create_model(name, None, seed=pinned.get("seed") or 0)
-        source = f"untrained, seed {pinned.get('seed') or 0} (as the manifest records)"
-    else:
-        if weights is None and not pinned.get("official"):
-            raise WeightsError(f"the bundles of {name} were made from {pinned.get('path')} (not the official "
-                               "checkpoint): pass it with --weights, or use --no-reference")
-        net = create_model(name, weights if weights is not None else OFFICIAL, cache_dir=cache_dir)
-        digest = net.salsdk_weights.sha256
-        if digest != pinned.get("sha256"):
-            raise WeightsError(f"{net.salsdk_weights.path} has SHA-256 {digest}, but the bundles were converted from "
-                               f"{pinned.get('path')} ({pinned.get('sha256')}): compare against the same weights")
-        source = f"{Path(net.salsdk_weights.path).name} (SHA-256 {digest[:12]}, as pinned in the manifests)"
+    net, source = reference_model(manifest, weights, cache_dir)
     runtime = TorchRuntime(net, device="cpu", threads=threads)
-    return Predictor(runtime, contract_from_manifest(manifest)), f"PyTorch fp32, weights {source}"
+    return Predictor(runtime, manifest.contract()), f"PyTorch fp32, weights {source}"
 
 
 # ------------------------------------------------------------------------------------------------------ inputs
-def _calibration_names(manifests: Sequence[dict]) -> set[str]:
-    return {n for m in manifests for n in (m.get("quantization") or {}).get("calibration_inputs") or []}
+def _calibration_names(manifests: Sequence[Manifest]) -> set[str]:
+    return {n for m in manifests for n in m.calibration_inputs}
 
 
 def first_free_run(ranges: Sequence[tuple[int, int]], total: int, length: int) -> tuple[int, int]:
@@ -166,13 +176,12 @@ def first_free_run(ranges: Sequence[tuple[int, int]], total: int, length: int) -
     return best[1], best[0]
 
 
-def default_inputs(manifests: Sequence[dict], n_images: int = 6, n_frames: int = 20) -> Inputs:
+def default_inputs(manifests: Sequence[Manifest], n_images: int = 6, n_frames: int = 20) -> Inputs:
     """Real inputs that no bundle calibrated on: built-in images, or frames of the shared video (clip models)."""
     from salsdk.quantize.calibration import builtin_images, builtin_video
 
     used = _calibration_names(manifests)
-    model = manifests[0]["model"]
-    if manifests[0]["postprocessing"].get("frames", 1) > 1:
+    if manifests[0].is_clip:
         video = builtin_video()
         if video is None:
             raise InputError("no shared video for this clip model: pass --inputs VIDEO")
@@ -185,7 +194,7 @@ def default_inputs(manifests: Sequence[dict], n_images: int = 6, n_frames: int =
             "outside every calibration window" if ranges else "no bundle calibrated on this video")
         chosen = list(iter_video_frames(video, max_frames=stop))[start:]
         return Inputs([f"{video.name}#frame{start + i}" for i in range(len(chosen))], frames=chosen, note=note)
-    images = [(n, rgb) for n, rgb in builtin_images(prefer_designs=model["task"] == "design-importance")
+    images = [(n, rgb) for n, rgb in builtin_images(prefer_designs=manifests[0].task == "design-importance")
               if n not in used][:n_images]
     if not images:
         raise InputError("every built-in image was used for calibration: pass --inputs")
@@ -225,8 +234,8 @@ def predict_maps(predictor: Predictor, inputs: Inputs) -> list[np.ndarray]:
     return predictor.predict_batch(inputs.images)
 
 
-def _label(manifest: dict, bundle: Path, keys: list[str]) -> str:
-    key = manifest["format"]["key"]
+def _label(manifest: Manifest, bundle: Path, keys: list[str]) -> str:
+    key = manifest.format.key
     return key if keys.count(key) == 1 else bundle.name
 
 
@@ -240,9 +249,9 @@ def check_bundles(bundles: Sequence[str | Path], inputs: Sequence[str | Path] | 
     """
     loaded = load_bundles(bundles, threads)
     manifests = [m for _, m, _, _ in loaded]
-    clip_model = manifests[0]["postprocessing"].get("frames", 1) > 1
+    clip_model = manifests[0].is_clip
     data = inputs_from_paths(inputs, clip_model, n_frames) if inputs else default_inputs(manifests, n_frames=n_frames)
-    keys = [m["format"]["key"] for m in manifests]
+    keys = [m.format.key for m in manifests]
     predictors: list[tuple[str, Predictor]] = []
     described = "none (bundles compared with each other only)"
     if reference:
@@ -250,10 +259,9 @@ def check_bundles(bundles: Sequence[str | Path], inputs: Sequence[str | Path] | 
         predictors.append((REFERENCE, ref))
     rows = []
     for bundle, manifest, predictor, why in loaded:
-        fidelity = manifest.get("fidelity") or {}
         label = _label(manifest, bundle, keys)
-        row = BundleRow(label, str(bundle), manifest["format"]["runtime"], why or predictor.executes(),
-                        fidelity.get("cc_min"), fidelity.get("min_cc"))
+        row = BundleRow(label, str(bundle), manifest.format.runtime, why or predictor.executes(),
+                        manifest.fidelity.cc_min, manifest.gate)
         if predictor is None:
             row.verdict = "validated only"
         else:
@@ -276,7 +284,7 @@ def check_bundles(bundles: Sequence[str | Path], inputs: Sequence[str | Path] | 
         vs_reference = scores[labels.index(row.label), 0]
         row.measured_cc_min, row.measured_cc_mean = float(vs_reference.min()), float(vs_reference.mean())
         row.verdict = "ok" if row.gate is None or row.measured_cc_min >= row.gate else "BELOW GATE"
-    return ParityReport(manifests[0]["model"]["name"], labels, data, scores, rows, described)
+    return ParityReport(manifests[0].model_name, labels, data, scores, rows, described)
 
 
 # ------------------------------------------------------------------------------------------------------ output

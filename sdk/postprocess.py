@@ -13,7 +13,8 @@ import numpy as np
 import scipy.ndimage
 import scipy.stats
 
-from .preprocess import Geometry, resize_bilinear
+from .geometry import Geometry, content_in_map, uncrop_fit
+from .preprocess import resize_bilinear
 
 Scaling = Literal["none", "min-max", "normalized", "log-density"]
 
@@ -40,21 +41,19 @@ class PostprocessOptions:
 
 
 def crop_content(saliency: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """The part of a model output (h, w) that covers the image: letterbox bands cut off, in output coordinates."""
-    h, w = saliency.shape
-    ih, iw = geometry.input_hw
-    top, left, ch, cw = geometry.content
-    if (top, left, ch, cw) == (0, 0, ih, iw):
-        return saliency
-    sy, sx = h / ih, w / iw
-    y0, x0 = int(round(top * sy)), int(round(left * sx))
-    y1, x1 = max(y0 + 1, int(round((top + ch) * sy))), max(x0 + 1, int(round((left + cw) * sx)))
+    """The part of a model output (h, w) that ends up in the restored map (letterbox bands cut off)."""
+    y0, x0, y1, x1 = content_in_map(saliency.shape, geometry)
     return saliency[y0:y1, x0:x1]
 
 
 def restore_map(saliency: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """Map a model output (h, w) back onto the original image: undo letterboxing, resize to the image size."""
-    return resize_bilinear(crop_content(saliency, geometry), geometry.original_hw)
+    """Map a model output (h, w) back onto the original image: resized to the image's size, or for letterboxed
+    inputs the official un-crop (resized to cover the image, then its centre cut out; :mod:`salsdk.geometry`)."""
+    if not geometry.letterbox:
+        return resize_bilinear(saliency, geometry.original_hw)
+    size, top, left = uncrop_fit(saliency.shape, geometry.original_hw)
+    h, w = geometry.original_hw
+    return np.ascontiguousarray(resize_bilinear(saliency, size)[top:top + h, left:left + w])
 
 
 def min_max(saliency: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -16,8 +16,11 @@ from .contract import Contract
 from .errors import InputError
 from .imageio import ImageLike, iter_video_frames, load_image
 from .postprocess import PostprocessOptions, apply_postprocess, restore_map
-from .preprocess import Geometry, preprocess_clip, preprocess_image
+from .preprocess import Geometry, preprocess_image
 from .runtimes.base import Runtime
+
+if TYPE_CHECKING:
+    from .manifest import Manifest
 
 
 @dataclass
@@ -37,12 +40,12 @@ class Predictor:
     """Pre-process, run, post-process. Create it with :func:`salsdk.load`."""
 
     def __init__(self, runtime: Runtime, contract: Contract, postprocess: PostprocessOptions | None = None,
-                 batch_size: int = 8, manifest: dict | None = None) -> None:
+                 batch_size: int = 8, manifest: "Manifest | None" = None) -> None:
         self.runtime = runtime
         self.contract = contract
         self.postprocess = postprocess or PostprocessOptions()
         self.batch_size = batch_size
-        self.manifest = manifest  # the bundle's manifest, for predictors loaded from artifacts
+        self.manifest = manifest  # the bundle's verified manifest, for predictors loaded from artifacts
 
     def describe(self) -> dict:
         """What executes (runtime, version, provider/delegate, threads) and for which model."""

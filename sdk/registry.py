@@ -1,60 +1,103 @@
-"""The one registry of zoo models.
+"""The one registry of the zoo: architectures, and the named models built from them with their weights.
 
-Each architecture family lives in one module under :mod:`salsdk.models` and declares its variants with
-:func:`register_model` (a card plus a builder). The family modules are listed in :data:`FAMILY_MODULES` and
-imported on first use, so importing :mod:`salsdk` stays cheap and the registry is filled in one known place.
-Names are case-insensitive.
+As in timm, an :class:`Architecture` is a network (a builder, a checkpoint reader, an optional export rewrite)
+and a zoo model is one set of weights for it, found by its own name: the ten KDSalBox students are one
+architecture with ten names (``AIM`` ... ``DGII``), each TinyHD variant one architecture with its DHF1K weights.
+Every family declares its architectures and model cards in one module, ``salsdk.models.<family>.zoo``, listed in
+:data:`FAMILY_MODULES`; a new zoo name is one card there, a new architecture one :func:`register_architecture`
+call. Builders, readers and rewrites are named ``"module:function"`` and imported on first use, so listing the zoo
+or reading a card imports no PyTorch. Names are case-insensitive.
 """
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable
 
 from .cards import ModelCard
 from .errors import UnknownModelError
 
-FAMILY_MODULES = ("salsdk.models.kdsalbox", "salsdk.models.tinyhd_zoo", "salsdk.models.umsi_zoo")
+if TYPE_CHECKING:
+    from torch import nn
 
-Builder = Callable[[], nn.Module]
-WeightsLoader = Callable[[nn.Module, Path, ModelCard], None]
-GraphRewrite = Callable[[nn.Module], nn.Module]
+FAMILY_MODULES = ("salsdk.models.kdsalbox.zoo", "salsdk.models.tinyhd.zoo", "salsdk.models.umsi.zoo")
+
+
+def resolve(reference: str) -> Callable[..., Any]:
+    """The callable a ``"module:function"`` reference names (imported now)."""
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 @dataclass(frozen=True)
-class RegistryEntry:
-    """A registered model: its card, how to build it untrained, how to load its official checkpoint, and
-    optionally an export rewrite (the same function as a graph that mobile runtimes run faster)."""
+class ExportRewrite:
+    """The same function as a graph that mobile runtimes run faster (exact up to float rounding)."""
+
+    name: str  # e.g. "tinyhd-framewise-2d", recorded in manifests
+    summary: str
+    function: str  # "module:function" taking the eval-mode model, returning the rewritten one
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A network: how to build it (untrained), how to read its official checkpoints, how to rewrite it for export."""
+
+    name: str
+    builder: str  # "module:function" returning an ``nn.Module``, called with ``kwargs``
+    checkpoint_reader: str  # "module:function" (model, path, card) loading a checkpoint strictly
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    export_rewrite: ExportRewrite | None = None
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One zoo model: its card and its architecture."""
 
     card: ModelCard
-    build: Builder
-    load_weights: WeightsLoader
-    export_rewrite: GraphRewrite | None = None
-    rewrite_name: str | None = None
-    rewrite_summary: str = ""
+    architecture: Architecture
+
+    def build(self) -> "nn.Module":
+        """The network with PyTorch's default initialisation (see :mod:`salsdk.standins` for usable stand-ins)."""
+        return resolve(self.architecture.builder)(**self.architecture.kwargs)
+
+    def load_weights(self, model: "nn.Module", path: Path) -> None:
+        """Load a checkpoint into ``model``, checked key by key and shape by shape."""
+        resolve(self.architecture.checkpoint_reader)(model, path, self.card)
+
+    @property
+    def export_rewrite(self) -> ExportRewrite | None:
+        """The architecture's export rewrite, if it has one."""
+        return self.architecture.export_rewrite
+
+    def rewrite(self, model: "nn.Module") -> "nn.Module":
+        """``model`` re-expressed by the export rewrite."""
+        if self.export_rewrite is None:
+            raise ValueError(f"{self.card.name} has no export rewrite")
+        return resolve(self.export_rewrite.function)(model)
 
 
-_REGISTRY: dict[str, RegistryEntry] = {}
+_ARCHITECTURES: dict[str, Architecture] = {}
+_MODELS: dict[str, ZooEntry] = {}
 _loaded = False
 
 
-def register_model(card: ModelCard, build: Builder, load_weights: WeightsLoader,
-                   export_rewrite: tuple[str, str, GraphRewrite] | None = None) -> None:
-    """Add one model to the registry (called by the family modules).
+def register_architecture(architecture: Architecture) -> Architecture:
+    """Add an architecture (called by the family ``zoo`` modules); returns it."""
+    if architecture.name in _ARCHITECTURES:
+        raise ValueError(f"architecture {architecture.name!r} is registered twice")
+    _ARCHITECTURES[architecture.name] = architecture
+    return architecture
 
-    ``export_rewrite`` is ``(name, summary, function)``: a function returning the model re-expressed for mobile
-    export (exact up to float rounding), used by the formats whose table row asks for it.
-    """
+
+def register_model(card: ModelCard) -> None:
+    """Add a zoo model; its card names a registered architecture."""
     key = card.name.lower()
-    if key in _REGISTRY:
+    if key in _MODELS:
         raise ValueError(f"model {card.name!r} is registered twice")
-    name, summary, rewrite = export_rewrite or (None, "", None)
-    _REGISTRY[key] = RegistryEntry(card, build, load_weights, rewrite, name, summary)
+    if card.architecture not in _ARCHITECTURES:
+        raise ValueError(f"model {card.name!r} names the unregistered architecture {card.architecture!r}")
+    _MODELS[key] = ZooEntry(card, _ARCHITECTURES[card.architecture])
 
 
 def _ensure_loaded() -> None:
@@ -66,20 +109,26 @@ def _ensure_loaded() -> None:
 
 
 def list_models(family: str | None = None) -> list[str]:
-    """Names of all registered models (optionally of one family), in registration order."""
+    """Names of all zoo models (optionally of one family), in registration order."""
     _ensure_loaded()
-    return [e.card.name for e in _REGISTRY.values() if family is None or e.card.family == family]
+    return [e.card.name for e in _MODELS.values() if family is None or e.card.family == family]
 
 
-def get_entry(name: str) -> RegistryEntry:
-    """The registry entry of ``name`` (case-insensitive); raises :class:`UnknownModelError` with the choices."""
+def list_architectures() -> list[str]:
+    """Names of all registered architectures."""
     _ensure_loaded()
+    return list(_ARCHITECTURES)
+
+
+def get_entry(name: str) -> ZooEntry:
+    """The zoo entry of ``name`` (case-insensitive); raises :class:`UnknownModelError` with the choices."""
+    _ensure_loaded()
+    if not isinstance(name, str):
+        raise UnknownModelError(f"a model name must be a string, got {type(name).__name__}")
     try:
-        return _REGISTRY[name.lower()]
+        return _MODELS[name.lower()]
     except KeyError:
-        raise UnknownModelError(
-            f"unknown model {name!r}; available models: {', '.join(list_models())}"
-        ) from None
+        raise UnknownModelError(f"unknown model {name!r}; available models: {', '.join(list_models())}") from None
 
 
 def get_card(name: str) -> ModelCard:
@@ -87,135 +136,20 @@ def get_card(name: str) -> ModelCard:
     return get_entry(name).card
 
 
-RESIDUAL_BRANCH_GAIN = 0.3  # gain of the BatchNorm closing each residual branch of an untrained stand-in
-BATCHNORM_SHIFT = 2.0  # shift of every BatchNorm of an untrained stand-in, in standard deviations
-OUTPUT_COVERAGE = 0.4  # share of a ReLU-output stand-in's map that is positive (official UMSI maps: 0.25-0.6)
+def guess_model_for_state_dict(state_dict: dict[str, Any]) -> str | None:
+    """Name of the first zoo model whose parameter names and shapes equal ``state_dict``'s, if any.
 
-
-def build_untrained(name: str, seed: int = 0) -> nn.Module:
-    """Build ``name`` with seeded random weights, normalised like a trained network (same seed, same model).
-
-    PyTorch's default initialisation, with BatchNorm statistics at identity, makes deep networks' activations
-    vanish (constant maps) or, in residual ones like UMSI's Xception, explode. So convolutions get He-normal
-    (fan-in) weights and every BatchNorm's running statistics are then estimated on a few real photographs
-    (scikit-image's, through the model's own pre-processing): each layer's activations come out normalised, as
-    in a trained network, and the maps are structured and input-dependent.
-
-    Random deep networks are also chaotic: a perturbation as small as fp16 rounding can change the map
-    completely, which trained networks do not do and which would make every quantized stand-in fail the fidelity
-    gate. Two choices tame that: each residual branch's closing BatchNorm starts at gain
-    :data:`RESIDUAL_BRANCH_GAIN` and shift 0 (the damped-residual initialisation of Goyal et al. 2017, which uses
-    gain 0), so the identity paths dominate and the residual stream does not drift; and every other BatchNorm's
-    shift is :data:`BATCHNORM_SHIFT` standard deviations, so most ReLUs work in their linear range. Layers without
-    a BatchNorm of their own (``convs_without_batchnorm``, e.g. UMSI's decoder) are normalised from the same
-    photographs (:func:`normalise_conv`), and a ReLU output (``relu_output_conv``, UMSI's heatmap) gets the bias that
-    makes :data:`OUTPUT_COVERAGE` of the map positive, as in the official model's maps. The maps stay
-    input-dependent (UniSal stand-in: CC 0.6 between the maps of two unrelated photos) and become smooth functions
-    of the input: fp16 weights leave them at CC 1.000, and int8 per-channel weights at CC >= 0.993 (UniSal) and
-    >= 0.997 (UMSI) on held-out images, against 0.96 for UMSI when branch shifts accumulated along its residual
-    stream (to 20 standard deviations by block 12) and its decoder and output were left unnormalised.
-
-    Such models are useful stand-ins for converting, quantizing and benchmarking when official weights are
-    absent; they are still untrained and are marked so everywhere.
+    Each architecture is built once on PyTorch's ``meta`` device, so this costs no memory or initialisation time.
     """
-    entry = get_entry(name)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = entry.build()
-        for module in model.modules():
-            if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
-                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                nn.init.constant_(module.bias, BATCHNORM_SHIFT)
-        branch_norms = [getattr(m, "residual_branch_norm", None) for m in model.modules()]
-        for norm in filter(None, branch_norms):  # after the loop above, which also visits these norms
-            nn.init.constant_(norm.weight, RESIDUAL_BRANCH_GAIN)
-            nn.init.zeros_(norm.bias)
-    calibrate_batchnorm(model, entry.card)
-    batch = standin_calibration_batch(entry.card)
-    for conv in getattr(model, "convs_without_batchnorm", ()):
-        normalise_conv(model, conv, batch)
-    output_conv = getattr(model, "relu_output_conv", None)
-    if output_conv is not None:
-        calibrate_output_coverage(model, output_conv, batch)
-    return model.eval()
+    import torch
 
-
-def standin_calibration_batch(card: ModelCard, size: tuple[int, int] = (192, 256)) -> torch.Tensor:
-    """Four scikit-image photographs through the model's pre-processing (video models: slowly panning clips)."""
-    from skimage import data
-
-    from .imageio import load_image
-    from .preprocess import preprocess_image
-
-    pre = card.preprocessing
-    hw = pre.size or size
-    images = [load_image(getattr(data, n)()) for n in ("astronaut", "coffee", "chelsea", "rocket")]
-    batch = torch.from_numpy(np.stack([preprocess_image(im, pre, hw)[0] for im in images]))
-    if pre.frames > 1:
-        batch = torch.stack([torch.roll(batch, shifts=2 * t, dims=3) for t in range(pre.frames)], dim=2)
-    return batch
-
-
-def _output_on(model: nn.Module, module: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    """What ``module`` outputs while ``model`` (in eval mode) runs on ``batch``."""
-    captured: list[torch.Tensor] = []
-    hook = module.register_forward_hook(lambda _module, _inputs, output: captured.append(output.detach()))
-    try:
-        with torch.no_grad():
-            model.eval()(batch)
-    finally:
-        hook.remove()
-    return captured[0]
-
-
-def normalise_conv(model: nn.Module, conv: nn.Conv2d, batch: torch.Tensor) -> None:
-    """Scale ``conv``'s weights and set its bias so that each output channel has unit standard deviation and mean
-    :data:`BATCHNORM_SHIFT` on ``batch``: what a calibrated BatchNorm gives the other layers (a data-dependent
-    initialisation, Krähenbühl et al. 2016)."""
-    output = _output_on(model, conv, batch).transpose(0, 1).flatten(1)
-    mean, std = output.mean(dim=1), output.std(dim=1).clamp_min(1e-6)
-    with torch.no_grad():
-        conv.weight /= std.view(-1, *[1] * (conv.weight.ndim - 1))
-        conv.bias.copy_((conv.bias - mean) / std + BATCHNORM_SHIFT)
-
-
-def calibrate_output_coverage(model: nn.Module, output_conv: nn.Conv2d, batch: torch.Tensor) -> None:
-    """Set the bias of ``output_conv`` (whose ReLU is the map) so that :data:`OUTPUT_COVERAGE` of the map is
-    positive on ``batch``, as in the official model's maps, instead of a few peaks."""
-    values = _output_on(model, output_conv, batch).flatten()
-    threshold = torch.kthvalue(values, max(1, round(len(values) * (1 - OUTPUT_COVERAGE)))).values
-    with torch.no_grad():
-        output_conv.bias -= threshold
-
-
-def calibrate_batchnorm(model: nn.Module, card: ModelCard) -> None:
-    """Set every BatchNorm's running mean/variance to their averages over four scikit-image photographs."""
-    batch = standin_calibration_batch(card)
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for bn in norms:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average over the calibration pass
-    model.train()
-    with torch.no_grad():
-        model(batch)
-    for bn in norms:
-        bn.momentum = 0.1
-    model.eval()
-
-
-def guess_model_for_state_dict(state_dict: dict[str, torch.Tensor]) -> str | None:
-    """Name of the first registered model whose parameter names and shapes equal ``state_dict``'s, if any.
-
-    Models are built on the ``meta`` device, so this costs no memory or initialisation time.
-    """
     _ensure_loaded()
     signature = {k: tuple(v.shape) for k, v in state_dict.items()}
-    for entry in _REGISTRY.values():
-        if entry.card.checkpoint.format != "torch":
+    seen: set[str] = set()
+    for entry in _MODELS.values():
+        if entry.card.checkpoint.format != "torch" or entry.architecture.name in seen:
             continue
+        seen.add(entry.architecture.name)
         with torch.device("meta"):
             candidate = entry.build()
         if {k: tuple(v.shape) for k, v in candidate.state_dict().items()} == signature:

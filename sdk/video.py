@@ -41,8 +41,8 @@ class VideoStream:
             raise InputError(f"{contract.model} is an image model: use predict(image), not a video stream")
         self.predictor = predictor
         self.options = postprocess or predictor.postprocess
-        self.frames = contract.preprocessing.frames
-        self.mimo = contract.temporal == "mimo"
+        self.frames = contract.temporal.frames
+        self.mimo = contract.temporal.mode == "mimo"
         self.window: deque[np.ndarray] = deque(maxlen=self.frames)  # last pre-processed frames
         self.first: np.ndarray | None = None
         self.geometry: Geometry | None = None

@@ -1,39 +1,57 @@
-"""Official checkpoints: the local cache, download with hash checks, and safe, strict loading.
+"""Official checkpoints: the local cache, download on first use with hash checks, and safe, strict loading.
 
 * The cache lives in ``$SALSDK_HOME/weights`` (default ``~/.cache/salsdk/weights``); every function also takes
   an explicit ``cache_dir``.
-* Downloads are written to a temporary file, hashed, checked against the card's SHA-256 and only then renamed
-  into place, so an interrupted or corrupted download never looks like a valid checkpoint.
+* ``weights="official"`` uses the cached checkpoint, downloading it on first use (progress bar; written to a
+  temporary file, hashed, renamed into place only when it verifies). Where the card publishes a SHA-256 the file
+  must have it; where the publisher gives none, the first download's hash is pinned in ``pins.json`` in the cache
+  (trust on first use) and every later use must match that pin: a changed file is an error, never a silent
+  substitute.
+* Offline (``SALSDK_OFFLINE=1`` or ``offline=True``) nothing is downloaded: a missing checkpoint is a one-line
+  error naming the file, its URL and where to put it.
 * Checkpoints are read without executing pickled code (``torch.load(weights_only=True)``; UMSI's Keras files
-  through h5py), and every key and shape is compared with the model before anything is copied.
+  through h5py); every key and shape is compared with the model before anything is copied, and tensors with
+  NaN or infinite values are refused.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import socket
 import tempfile
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Union
 
-import torch
-from torch import nn
-
+from .atomic import write_text
 from .cards import ModelCard
 from .errors import WeightsError
+from .paths import salsdk_home
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 CHUNK = 1 << 20
-
-
-def salsdk_home() -> Path:
-    """Root of salsdk's user data: ``$SALSDK_HOME`` or ``~/.cache/salsdk``."""
-    return Path(os.environ.get("SALSDK_HOME", Path.home() / ".cache" / "salsdk")).expanduser()
+OFFICIAL = "official"
+WeightsArg = Union[str, Path, None, Literal["official"]]
+PINS_FILE = "pins.json"
+READ_TIMEOUT_S = 20.0  # a download that delivers nothing for this long is abandoned
 
 
 def weights_dir(cache_dir: str | Path | None = None) -> Path:
     """Folder holding downloaded checkpoints."""
     return Path(cache_dir).expanduser() if cache_dir is not None else salsdk_home() / "weights"
+
+
+def offline_mode(offline: bool | None = None) -> bool:
+    """``offline`` if given, else whether ``SALSDK_OFFLINE`` is set to 1/true/yes."""
+    if offline is not None:
+        return bool(offline)
+    return os.environ.get("SALSDK_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def sha256_of(path: str | Path) -> str:
@@ -58,7 +76,7 @@ class WeightsInfo:
     trained: bool
     path: str | None = None
     sha256: str | None = None
-    official: bool = False  # the file's hash equals the card's published hash
+    official: bool = False  # the official checkpoint (published hash, or the cache's first-use pin)
     seed: int | None = None  # for untrained (random-init) models
 
     @property
@@ -69,7 +87,37 @@ class WeightsInfo:
         return "official" if self.official else f"custom ({Path(self.path or '').name})"
 
 
-def verify_file(path: str | Path, expected_sha256: str | None) -> str:
+# ---------------------------------------------------------------------------------------------------- pins
+def read_pins(cache_dir: str | Path | None = None) -> dict[str, str]:
+    """File name -> SHA-256 pinned on first download, for checkpoints without a published hash."""
+    path = weights_dir(cache_dir) / PINS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        pins = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"{path} is unreadable ({exc}): delete it to pin the cached checkpoints again") from None
+    if not isinstance(pins, dict) or not all(isinstance(v, str) for v in pins.values()):
+        raise WeightsError(f"{path} is not a file-name -> SHA-256 map: delete it to pin the checkpoints again")
+    return pins
+
+
+def _pin(card: ModelCard, digest: str, cache_dir: str | Path | None) -> None:
+    pins = read_pins(cache_dir)
+    pins[card.checkpoint.filename] = digest
+    write_text(weights_dir(cache_dir) / PINS_FILE, json.dumps(pins, indent=2, sort_keys=True) + "\n")
+
+
+def expected_hash(card: ModelCard, cache_dir: str | Path | None = None) -> tuple[str | None, str]:
+    """``(sha256, source)`` the official checkpoint of ``card`` must have: the published hash, else the first-use
+    pin, else ``(None, "none")``."""
+    if card.checkpoint.sha256:
+        return card.checkpoint.sha256.lower(), "published"
+    pinned = read_pins(cache_dir).get(card.checkpoint.filename)
+    return (pinned, "pinned on first download") if pinned else (None, "none")
+
+
+def verify_file(path: str | Path, expected_sha256: str | None, source: str = "expected") -> str:
     """Return the file's SHA-256; raise :class:`WeightsError` if it differs from ``expected_sha256``."""
     path = Path(path)
     if not path.is_file():
@@ -77,61 +125,92 @@ def verify_file(path: str | Path, expected_sha256: str | None) -> str:
     actual = sha256_of(path)
     if expected_sha256 is not None and actual != expected_sha256.lower():
         raise WeightsError(
-            f"checkpoint {path} has SHA-256 {actual}, expected {expected_sha256}: the file is corrupted, "
-            f"truncated or not the official one. Delete it and fetch it again (salsdk weights fetch)."
-        )
+            f"checkpoint {path} has SHA-256 {actual}, but {expected_sha256} is {source}: the file is corrupted, "
+            "truncated or not the official one. Delete it and fetch it again (salsdk weights fetch)")
     return actual
 
 
-def fetch(
-    card: ModelCard,
-    cache_dir: str | Path | None = None,
-    *,
-    force: bool = False,
-    expected_sha256: str | None = None,
-    progress: bool = True,
-) -> Path:
-    """Download the official checkpoint of ``card`` into the cache and verify it; return its path.
+# ------------------------------------------------------------------------------------------------ download
+def _offline_message(card: ModelCard, target: Path, why: str) -> str:
+    return (f"the official weights of {card.name} ({card.checkpoint.filename}) are not in the cache and {why}: "
+            f"download {card.checkpoint.url} and put it at {target} (or pass --weights PATH / weights=PATH)")
 
-    ``expected_sha256`` overrides the card's hash (needed for checkpoints whose publisher gives none).
-    An already cached, verified file is not downloaded again unless ``force``.
+
+def fetch(card: ModelCard, cache_dir: str | Path | None = None, *, force: bool = False,
+          expected_sha256: str | None = None, progress: bool = True, offline: bool | None = None) -> Path:
+    """The official checkpoint of ``card`` in the cache, downloaded and verified if needed; returns its path.
+
+    ``expected_sha256`` overrides the card's hash and the first-use pin. A cached, verified file is not
+    downloaded again unless ``force``.
     """
-    expected = expected_sha256 or card.checkpoint.sha256
     target = cached_path(card, cache_dir)
+    expected, source = (expected_sha256.lower(), "given") if expected_sha256 else expected_hash(card, cache_dir)
     if target.is_file() and not force:
-        verify_file(target, expected)
+        digest = verify_file(target, expected, f"the {source} hash")
+        if expected is None:
+            _pin(card, digest, cache_dir)
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    if offline_mode(offline):
+        raise WeightsError(_offline_message(card, target, "salsdk is offline (SALSDK_OFFLINE)"))
+    from .atomic import writable_folder
+
+    writable_folder(target.parent, "weights cache")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".salsdk-{os.getpid()}-{target.name}.", suffix=".part", dir=target.parent)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(card.checkpoint.url, timeout=60) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            from tqdm import tqdm
-
-            with tqdm(total=total, unit="B", unit_scale=True, desc=target.name, disable=not progress) as bar:
-                for block in iter(lambda: response.read(CHUNK), b""):
-                    out.write(block)
-                    bar.update(len(block))
-        verify_file(tmp, expected)
+        _download(card.checkpoint.url, fd, target.name, progress, card.checkpoint.size_bytes)
+        digest = verify_file(tmp, expected, f"the {source} hash")
         os.replace(tmp, target)
-    except OSError as exc:
-        raise WeightsError(
-            f"could not download {card.checkpoint.url} for {card.name}: {exc}. Download it by hand and pass "
-            f"its path (weights=PATH / --weights PATH), or copy it to {target}."
-        ) from exc
+        if expected is None:
+            _pin(card, digest, cache_dir)
+    except (OSError, urllib.error.URLError, socket.timeout) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise WeightsError(_offline_message(card, target, f"the download failed ({reason})")) from None
     finally:
         tmp.unlink(missing_ok=True)
     return target
 
 
-def read_torch_state_dict(path: str | Path, card: ModelCard) -> dict[str, torch.Tensor]:
+def _download(url: str, fd: int, name: str, progress: bool, size_hint: int | None) -> None:
+    """Stream ``url`` into the open file ``fd`` with a progress bar; a stall of :data:`READ_TIMEOUT_S` aborts."""
+    from tqdm import tqdm
+
+    with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=READ_TIMEOUT_S) as response:
+        total = int(response.headers.get("Content-Length") or 0) or size_hint
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {name}", disable=not progress) as bar:
+            for block in iter(lambda: response.read(CHUNK), b""):
+                out.write(block)
+                bar.update(len(block))
+        if total and out.tell() != total:
+            raise OSError(f"received {out.tell()} of {total} bytes")
+
+
+def resolve_official(card: ModelCard, cache_dir: str | Path | None = None, offline: bool | None = None,
+                     progress: bool = True) -> Path:
+    """The verified official checkpoint of ``card``, downloaded on first use (see :func:`fetch`)."""
+    return fetch(card, cache_dir, offline=offline, progress=progress)
+
+
+# --------------------------------------------------------------------------------------------- safe loading
+def unwrap_state_dict(checkpoint: Mapping[str, Any], state_key: str | None) -> dict[str, Any]:
+    """The state dict inside an official checkpoint (under ``state_key`` when present), with a DataParallel
+    ``module.`` prefix stripped; a bare state dict is accepted too. Pure: the input is not modified."""
+    if state_key and isinstance(checkpoint.get(state_key), Mapping):
+        checkpoint = checkpoint[state_key]
+    return {k.removeprefix("module."): v for k, v in checkpoint.items()}
+
+
+def read_torch_state_dict(path: str | Path, card: ModelCard) -> dict[str, "torch.Tensor"]:
     """Read the state dict of a PyTorch checkpoint safely (no pickled code is executed).
 
-    Accepts the official layout (a dict holding the state dict under ``card.checkpoint.state_key``) and,
-    for convenience, a bare state dict. Raises :class:`WeightsError` naming the file and the problem.
+    Accepts the official layout (a dict holding the state dict under ``card.checkpoint.state_key``) and, for
+    convenience, a bare state dict. Raises :class:`WeightsError` naming the file and the problem.
     """
+    import torch
+
     path = Path(path)
+    if path.is_dir():
+        raise WeightsError(f"{path} is a folder; give the checkpoint file itself (model {card.name})")
     if not path.is_file():
         raise WeightsError(f"checkpoint {path} does not exist (model {card.name})")
     try:
@@ -140,23 +219,30 @@ def read_torch_state_dict(path: str | Path, card: ModelCard) -> dict[str, torch.
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(
             f"{path} is not a readable PyTorch checkpoint (corrupted, truncated, or not a .pth file?): {reason}"
-        ) from exc
+        ) from None
     if not isinstance(checkpoint, Mapping):
         raise WeightsError(f"{path} holds a {type(checkpoint).__name__}, not a dict of tensors")
     key = card.checkpoint.state_key
-    if key and key in checkpoint:
-        checkpoint = checkpoint[key]
-    elif key and not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        raise WeightsError(
-            f"{path} has top-level keys {sorted(checkpoint)[:8]}, but {card.name} checkpoints hold their "
-            f"weights under {key!r}"
-        )
-    if not isinstance(checkpoint, Mapping) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+    if key and key not in checkpoint and not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        raise WeightsError(f"{path} has top-level keys {sorted(map(str, checkpoint))[:8]}, but {card.name} "
+                           f"checkpoints hold their weights under {key!r}")
+    state = unwrap_state_dict(checkpoint, key)
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path}: the entry {key!r} is not a state dict of tensors")
-    return dict(checkpoint)
+    return state
 
 
-def load_state_dict_exactly(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str, name: str) -> None:
+def check_finite(model: "nn.Module", source: str) -> None:
+    """:class:`WeightsError` if any parameter or buffer of ``model`` holds NaN or infinity."""
+    import torch
+
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise WeightsError(f"{source}: tensor {name} holds NaN or infinite values; the checkpoint is damaged")
+
+
+def load_state_dict_exactly(model: "nn.Module", state_dict: Mapping[str, "torch.Tensor"], source: str,
+                            name: str) -> None:
     """Copy ``state_dict`` into ``model`` after checking that every key and shape matches, both ways.
 
     On mismatch raises :class:`WeightsError` listing missing, unexpected and mis-shaped keys, and naming the
@@ -172,7 +258,7 @@ def load_state_dict_exactly(model: nn.Module, state_dict: Mapping[str, torch.Ten
     model.load_state_dict(state_dict, strict=True)
 
 
-def state_dict_mismatches(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor]) -> list[str]:
+def state_dict_mismatches(expected: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
     """Human-readable list of differences between two state dicts (empty when they match exactly)."""
     missing = [k for k in expected if k not in given]
     unexpected = [k for k in given if k not in expected]
@@ -189,6 +275,6 @@ def state_dict_mismatches(expected: Mapping[str, torch.Tensor], given: Mapping[s
     return problems
 
 
-def load_torch_checkpoint(model: nn.Module, path: Path, card: ModelCard) -> None:
-    """Weights loader for the official PyTorch checkpoints (KDSalBox and TinyHD ``student_model`` files)."""
+def load_torch_checkpoint(model: "nn.Module", path: Path, card: ModelCard) -> None:
+    """Checkpoint reader of architectures whose official files are PyTorch state dicts (KDSalBox, TinyHD)."""
     load_state_dict_exactly(model, read_torch_state_dict(path, card), str(path), card.name)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from salsdk.android_export import ASSETS, export_android
+from salsdk.clients.android import ASSETS, export_android
 from salsdk.convert.formats import select_formats
 from salsdk.convert.pipeline import ConvertOptions, convert
 from salsdk.manifest import read_manifest
@@ -146,7 +146,7 @@ def test_export_copies_a_verified_bundle_atomically(exported, bundles, tmp_path)
 
 
 def test_export_cli(bundles, tmp_path):
-    from salsdk.export_cli import add_arguments, run
+    from salsdk.cli.export import add_arguments, run
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

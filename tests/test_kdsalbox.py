@@ -7,7 +7,7 @@ import torch
 
 import salsdk
 from salsdk.complexity import count_params
-from salsdk.models.kdsalbox import STUDENTS
+from salsdk.models.kdsalbox.zoo import STUDENTS
 from salsdk.weights import WeightsError
 
 NAMES = [s[0] for s in STUDENTS]

@@ -487,7 +487,7 @@ def test_accepts_lists_ints_and_float32():
 def test_fidelity_gate_compares_only_the_image_content_of_letterboxed_inputs(smooth_map):
     """Letterbox bands (constant input, easy to reproduce) must not inflate the agreement of a gated artifact;
     the model output here is twice the input resolution, as UMSI's is."""
-    from salsdk.preprocess import Geometry
+    from salsdk.geometry import Geometry
     from salsdk.quantize.fidelity import LETTERBOX_NOTE, compare_outputs
 
     reference = np.zeros((1, 1, 48, 32))
@@ -495,7 +495,7 @@ def test_fidelity_gate_compares_only_the_image_content_of_letterboxed_inputs(smo
     reference[0, 0, :12] = reference[0, 0, 36:] = np.linspace(0, 3, 32)  # a strong pattern in the bands
     candidate = reference.copy()
     candidate[0, 0, 12:36] = smooth_map[::-1]  # the content itself is wrong
-    geometry = [Geometry(original_hw=(60, 80), input_hw=(24, 16), content=(6, 0, 12, 16))]
+    geometry = [Geometry(original_hw=(60, 80), input_hw=(24, 16), content=(6, 0, 12, 16), letterbox=True)]
     whole = compare_outputs([reference], [candidate], ["x"], 0.99)
     content = compare_outputs([reference], [candidate], ["x"], 0.99, geometry=geometry)
     assert whole.cc_min > 0.5 and whole.notes == []

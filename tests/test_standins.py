@@ -17,7 +17,7 @@ from salsdk.convert.pipeline import ConvertOptions, convert
 from salsdk.metrics import agreement
 from salsdk.quantize.calibration import image_calibration
 from salsdk.quantize.fidelity import LETTERBOX_NOTE
-from salsdk.registry import (BATCHNORM_SHIFT, OUTPUT_COVERAGE, RESIDUAL_BRANCH_GAIN, standin_calibration_batch)
+from salsdk.standins import BATCHNORM_SHIFT, OUTPUT_COVERAGE, RESIDUAL_BRANCH_GAIN, standin_calibration_batch
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def held_out(umsi) -> np.ndarray:
     """Held-out real inputs of the built-in set (designs and photos), as the conversion gate uses them."""
     card = umsi.salsdk_card
     hw = tuple(card.preprocessing.size)
-    return image_calibration(Contract.from_card(card, size=hw, trained=False), None, hw, n_calib=2, n_eval=4).evaluation
+    return image_calibration(Contract.from_card(card, trained=False), None, hw, n_calib=2, n_eval=4).evaluation
 
 
 def _outputs(model: torch.nn.Module, modules: dict[str, torch.nn.Module], batch: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -3,7 +3,7 @@
 One UniSal student at 96x128 is exported to ONNX, then to the five TFLite formats and the two Core ML formats,
 each once per session; the checks compare every artifact with the PyTorch fp32 model on real photographs.
 
-The network is the untrained UniSal stand-in that ``--random-init`` builds (``salsdk.registry.build_untrained``:
+The network is the untrained UniSal stand-in that ``--random-init`` builds (``salsdk.standins.build_untrained``:
 normalised from photographs like a trained network, residual branches damped), which is as stable as a trained
 network under fp16 rounding; a plain random network is not, and could not tell a converter's error from its own
 amplification.
@@ -30,6 +30,8 @@ from salsdk.contract import Contract  # noqa: E402
 from salsdk.convert.context import ExportContext  # noqa: E402
 from salsdk.convert.formats import FORMATS_BY_KEY  # noqa: E402
 from salsdk.errors import BundleError  # noqa: E402
+from salsdk.manifest import EMBED_KEY  # noqa: E402
+from salsdk.quantize.calibration import CalibrationData  # noqa: E402
 from salsdk.runtimes.litert_runtime import LiteRTRuntime  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -39,7 +41,6 @@ TFLITE_KEYS = ("tflite-fp32", "tflite-fp16", "tflite-dr8", "tflite-int8", "tflit
 COREML_KEYS = ("coreml-fp16", "coreml-w8")
 MIN_CC = {"tflite-fp32": 0.999, "tflite-fp16": 0.999, "tflite-dr8": 0.95, "tflite-int8": 0.95,
           "tflite-int8-io": 0.95, "coreml-fp16": 0.999, "coreml-w8": 0.98}
-RESULTS: dict[str, float] = {}  # CC per format, printed at the end of the module (pytest -s)
 
 
 def _photos() -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -75,13 +76,12 @@ def export_ctx(tmp_path_factory) -> ExportContext:
     model = salsdk.create_model("UniSal", weights=None)
     calibration, _ = _photos()
     card = model.salsdk_card
-    ctx = ExportContext(card=card, contract=Contract.from_card(card, size=HW, trained=False), model=model,
-                        weights=model.salsdk_weights, input_shape=(1, 3, *HW),
-                        calibration=np.stack([_preprocess(p) for p in calibration]),
-                        calibration_sources=["skimage:astronaut", "skimage:coffee", "skimage:rocket",
-                                             "skimage:hubble_deep_field", "skimage:immunohistochemistry",
-                                             "skimage:retina"],
-                        workdir=workdir)
+    contract = Contract(card.name, card.task, card.preprocessing.at_size(HW), trained=False)
+    inputs = np.stack([_preprocess(p) for p in calibration])
+    data = CalibrationData(inputs, ["skimage:astronaut", "skimage:coffee", "skimage:rocket", "skimage:hubble_deep_field",
+                                    "skimage:immunohistochemistry", "skimage:retina"], inputs[:1], ["unused"])
+    ctx = ExportContext(card=card, contract=contract, model=model, weights=model.salsdk_weights,
+                        input_shape=(1, 3, *HW), data=data, workdir=workdir)
     ctx.onnx_fp32 = workdir / "model_fp32.onnx"
     export_fp32(ctx, ctx.onnx_fp32)
     return ctx
@@ -131,10 +131,9 @@ def test_tflite_format_converts_and_matches_pytorch(key, tflite_artifacts, evalu
     outputs = runtime.run(inputs)
     assert len(outputs) == 1 and outputs[0].shape == reference.shape and outputs[0].dtype == np.float32
     cc = min_cc(outputs[0], reference)
-    RESULTS[key] = cc
     print(f"{key}: CC min {cc:.5f} vs PyTorch fp32, exported in {seconds:.1f}s, {path.stat().st_size / 1e6:.1f} MB")
     assert cc >= MIN_CC[key], f"{key}: CC {cc:.4f} below {MIN_CC[key]}"
-    assert result.inputs[0].name == "input" and result.inputs[0].shape == [1, *HW, 3]
+    assert result.inputs[0].name == "input" and result.inputs[0].shape == (1, *HW, 3)
     assert result.inputs[0].layout == "NHWC"
     assert [o.name for o in result.outputs] == ["saliency"] and result.outputs[0].layout == "NHWC"
     assert any(note.startswith("ops: ") for note in result.graph_notes)
@@ -157,7 +156,7 @@ def test_int8_io_has_int8_tensors_with_their_own_quantization(tflite_artifacts):
 
 
 def test_onnx2tf_folds_the_layout_transposes(tflite_artifacts):
-    from salsdk.convert.tflite_export import op_counts, ops_after_input
+    from salsdk.tflite_model import op_counts, ops_after_input
 
     for key, (_, path, _) in tflite_artifacts.items():
         content = path.read_bytes()
@@ -183,10 +182,11 @@ def test_litert_runtime_reports_what_executes(tflite_artifacts, evaluation):
 
 
 def test_sensitivity_ranking_and_keep_float(export_ctx, tflite_artifacts, evaluation, tmp_path):
-    from salsdk.convert.tflite_export import export_tflite, op_counts, rank_tflite_sensitivity
+    from salsdk.convert.tflite_export import export_tflite, rank_int8
+    from salsdk.tflite_model import op_counts
 
     fmt = FORMATS_BY_KEY["tflite-int8"]
-    ranking = rank_tflite_sensitivity(export_ctx, fmt)
+    ranking = rank_int8(export_ctx, fmt)
     assert len(ranking) > 20 and len(set(ranking)) == len(ranking)
     keep = tuple(ranking[:4])
     result = export_tflite(export_ctx, fmt, tmp_path, keep_float=keep)
@@ -196,25 +196,25 @@ def test_sensitivity_ranking_and_keep_float(export_ctx, tflite_artifacts, evalua
     assert kept != base and kept["DEQUANTIZE"] > base["DEQUANTIZE"]  # float islands wrapped in (de)quantize
     inputs, reference = evaluation
     cc = min_cc(LiteRTRuntime(tmp_path / result.model_file).run(inputs)[0], reference)
-    RESULTS["tflite-int8 + 4 layers float"] = cc
     assert cc >= MIN_CC["tflite-int8"]
     with pytest.raises(salsdk.ConversionError, match="keep_float"):
         export_tflite(export_ctx, fmt, tmp_path, keep_float=("no/such/tensor",))
 
 
 def test_tflite_manifest_round_trip(tflite_artifacts, evaluation, tmp_path):
-    from salsdk.convert.tflite_export import embed_manifest, read_embedded_manifest
+    from salsdk.artifact_metadata import read_tflite
+    from salsdk.tflite_model import embed_manifest
 
     path = tmp_path / "model.tflite"
     shutil.copyfile(tflite_artifacts["tflite-int8-io"][1], path)
     inputs, _ = evaluation
     before = LiteRTRuntime(path).run(inputs[:1])[0]
-    assert read_embedded_manifest(path) is None
+    assert read_tflite(path, EMBED_KEY) is None
     embed_manifest(path, json.dumps({"format": "tflite-int8-io", "note": "première"}))
     embed_manifest(path, json.dumps({"format": "tflite-int8-io", "note": "seconde"}))
-    assert json.loads(read_embedded_manifest(path)) == {"format": "tflite-int8-io", "note": "seconde"}
+    assert json.loads(read_tflite(path, EMBED_KEY)) == {"format": "tflite-int8-io", "note": "seconde"}
     np.testing.assert_array_equal(LiteRTRuntime(path).run(inputs[:1])[0], before)
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert [p.name for p in tmp_path.iterdir()] == ["model.tflite"]  # no temporary file left
 
 
 # ------------------------------------------------------------------------------------------------------ Core ML
@@ -239,39 +239,41 @@ def test_coreml_packages_convert_and_validate(coreml_artifacts):
 
 @pytest.mark.parametrize("key", COREML_KEYS)
 def test_coreml_simulation_matches_pytorch(key, export_ctx, coreml_artifacts, evaluation):
-    from salsdk.convert.coreml_export import simulate_coreml, simulation_notes
+    from salsdk.convert.coreml_export import simulate
+    from salsdk.quantize.coreml_w8 import simulation_notes
 
     inputs, reference = evaluation
-    outputs = simulate_coreml(export_ctx, FORMATS_BY_KEY[key], inputs)
+    outputs = simulate(export_ctx, FORMATS_BY_KEY[key], inputs)
     cc = min_cc(outputs[0], reference)
-    RESULTS[f"{key} (simulated)"] = cc
-    print(f"{key}: simulated CC min {cc:.5f}; {simulation_notes(export_ctx, FORMATS_BY_KEY[key])}")
+    notes = simulation_notes(export_ctx.model, key)
+    print(f"{key}: simulated CC min {cc:.5f}; {notes}")
     assert cc >= MIN_CC[key]
     if key == "coreml-w8":
-        assert any("read from the package" in n for n in simulation_notes(export_ctx, FORMATS_BY_KEY[key]))
+        assert any("read from the package" in n for n in notes)
 
 
 def test_coreml_manifest_round_trip(coreml_artifacts, tmp_path):
-    from salsdk.convert.coreml_export import embed_manifest, read_embedded_manifest
+    from salsdk.artifact_metadata import read_coreml
+    from salsdk.convert.coreml_export import embed_manifest
     from salsdk.runtimes.coreml_runtime import validate_mlpackage
 
     path = tmp_path / "model.mlpackage"
     shutil.copytree(coreml_artifacts["coreml-w8"][1], path)
-    assert read_embedded_manifest(path) is None
+    assert read_coreml(path, EMBED_KEY) is None
     embed_manifest(path, json.dumps({"v": 1}))
     embed_manifest(path, json.dumps({"v": 2}))
-    assert json.loads(read_embedded_manifest(path)) == {"v": 2}
+    assert json.loads(read_coreml(path, EMBED_KEY)) == {"v": 2}
     assert "salsdk_manifest" in validate_mlpackage(path)["metadata_keys"]
 
 
 def test_coreml_sensitivity_ranking_and_keep_float(export_ctx, coreml_artifacts, evaluation, tmp_path):
     """coreml-w8's fallback: weight constants ranked on calibration inputs; kept ones stay float16 in the package
     and in its simulation."""
-    from salsdk.convert.coreml_export import export_coreml, rank_coreml_sensitivity, simulate_coreml
+    from salsdk.convert.coreml_export import export_coreml, rank_w8, simulate
     from salsdk.runtimes.coreml_runtime import validate_mlpackage
 
     fmt = FORMATS_BY_KEY["coreml-w8"]
-    ranking = rank_coreml_sensitivity(export_ctx, fmt)
+    ranking = rank_w8(export_ctx, fmt)
     quantized = validate_mlpackage(coreml_artifacts["coreml-w8"][1])["quantized_weights"]
     assert len(ranking) == quantized and len(set(ranking)) == len(ranking)
     keep = tuple(ranking[:4])
@@ -279,14 +281,7 @@ def test_coreml_sensitivity_ranking_and_keep_float(export_ctx, coreml_artifacts,
     assert result.quantization["kept_float"] == list(keep)
     assert validate_mlpackage(tmp_path / result.model_file)["quantized_weights"] == quantized - 4
     inputs, reference = evaluation
-    cc = min_cc(simulate_coreml(export_ctx, fmt, inputs)[0], reference)
-    RESULTS["coreml-w8 + 4 weights float16 (simulated)"] = cc
+    cc = min_cc(simulate(export_ctx, fmt, inputs)[0], reference)
     assert cc >= MIN_CC["coreml-w8"]
     with pytest.raises(salsdk.ConversionError, match="keep_float"):
         export_coreml(export_ctx, fmt, tmp_path / "bad", keep_float=("no_such_weight",))
-
-
-def test_zz_report():
-    """Print the fidelity figures gathered above (visible with ``pytest -s``)."""
-    for key, cc in RESULTS.items():
-        print(f"  {key:<32} CC min {cc:.5f}")

@@ -11,16 +11,9 @@ import pytest
 import torch
 
 from salsdk.metrics import cc
-from salsdk.models.tinyhd import (
-    TINYHD_FRAMES,
-    TINYHD_MEAN,
-    TINYHD_SIZE,
-    TINYHD_STD,
-    TinyHD,
-    aggregator_channels,
-    build_tinyhd,
-    filter_checkpoint,
-)
+from salsdk.models.tinyhd.network import TinyHD, aggregator_channels, build_tinyhd
+from salsdk.models.tinyhd.zoo import TINYHD_FRAMES, TINYHD_MEAN, TINYHD_SIZE, TINYHD_STD
+from salsdk.weights import unwrap_state_dict
 
 # (mode, width) -> exact parameter count, and the paper's rounded figure (Table 5a) with its unit.
 PARAMS = {
@@ -59,7 +52,7 @@ def load_official(path) -> TinyHD:
     model = build_tinyhd(mode, 0.25).eval()
     state = torch.load(path, map_location="cpu", weights_only=True)
     assert list(state) == ["student_model"]
-    model.load_state_dict(filter_checkpoint(state), strict=True)
+    model.load_state_dict(unwrap_state_dict(state, "student_model"), strict=True)
     return model
 
 
@@ -107,11 +100,11 @@ def test_constants_and_bad_arguments():
         model(torch.zeros(1, 3, 16, 60, 64))
 
 
-def test_filter_checkpoint_is_pure():
+def test_unwrap_state_dict_is_pure():
     w = torch.zeros(1)
-    assert filter_checkpoint({"student_model": {"module.a.b": w}}) == {"a.b": w}
+    assert unwrap_state_dict({"student_model": {"module.a.b": w}}, "student_model") == {"a.b": w}
     raw = {"a.b": w}
-    assert filter_checkpoint(raw) == raw and filter_checkpoint(raw) is not raw
+    assert unwrap_state_dict(raw, "student_model") == raw and unwrap_state_dict(raw, "student_model") is not raw
 
 
 @pytest.fixture(scope="session")
@@ -147,7 +140,7 @@ def test_official_outputs_match_reference(official_outputs, mode):
 
 @pytest.mark.parametrize("mode", ["S", "M"])
 def test_rewrite_reproduces_the_official_checkpoints(official_outputs, mode):
-    from salsdk.models.tinyhd_framewise import framewise_tinyhd, max_abs_error
+    from salsdk.models.tinyhd.framewise import framewise_tinyhd, max_abs_error
 
     model, expected = official_outputs[mode]
     rewritten = framewise_tinyhd(model)

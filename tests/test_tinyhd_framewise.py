@@ -1,4 +1,4 @@
-"""The 3-D-convolution-free TinyHD export graph (salsdk.models.tinyhd_framewise) is the same function.
+"""The 3-D-convolution-free TinyHD export graph (salsdk.models.tinyhd.framewise) is the same function.
 
 All six variants with random (well-conditioned) weights at batches of 1 and 2, each temporal configuration against
 nn.Conv3d, and the exported ONNX graph: no 3-D convolution, no 5-D tensor after the input. Both public x1/4
@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from salsdk.metrics import cc
-from salsdk.models.tinyhd import TINYHD_FRAMES
-from salsdk.models.tinyhd_framewise import FramewiseConv3d, concat, fold_batchnorm, framewise_tinyhd
-from salsdk.registry import build_untrained, get_entry
+from salsdk.models.tinyhd.zoo import TINYHD_FRAMES
+from salsdk.models.tinyhd.framewise import FramewiseConv3d, concat, fold_batchnorm, framewise_tinyhd
+from salsdk.registry import get_entry
+from salsdk.standins import build_untrained
 
 VARIANTS = [f"TinyHD-{m}-x{w}" for m in "SM" for w in ("1", "0.5", "0.25")]
 
@@ -79,7 +80,7 @@ def test_batchnorm_folding_and_concat_tree():
 
 
 def test_exported_graph_has_no_3d_convolution(tmp_path):
-    rewritten = get_entry("TinyHD-M-x0.25").export_rewrite(build_untrained("TinyHD-M-x0.25"))
+    rewritten = get_entry("TinyHD-M-x0.25").rewrite(build_untrained("TinyHD-M-x0.25"))
     path = tmp_path / "framewise.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -104,7 +105,7 @@ def test_pixel_shuffles_of_the_export_graph_switch_to_dcr(tmp_path):
 
     from salsdk.convert.tflite_export import write_onnx2tf_input
 
-    rewritten = get_entry("TinyHD-M-x0.25").export_rewrite(build_untrained("TinyHD-M-x0.25"))
+    rewritten = get_entry("TinyHD-M-x0.25").rewrite(build_untrained("TinyHD-M-x0.25"))
     path = tmp_path / "framewise.onnx"
     x = clips(1)
     with warnings.catch_warnings():

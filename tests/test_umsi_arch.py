@@ -3,7 +3,7 @@
 The official checkpoint is not available here, so the Keras-side network is rebuilt below from the official
 builder's description (``xception_cl_fus_aspp`` + ``xception_custom``: Xception with block-4/13 strides 1, ASPP,
 global branch, class fusion, dilated decoder), given random weights, saved as a Keras 2 ``.h5`` and loaded with
-:func:`salsdk.models.umsi.load_keras_h5`. Parity tests need ``tensorflow`` + ``tf-keras`` (the ``convert`` extra)
+:func:`salsdk.models.umsi.checkpoint.load_keras_h5`. Parity tests need ``tensorflow`` + ``tf-keras`` (the ``convert`` extra)
 and skip without them (marked ``slow``: about 15 s each on 2 CPU cores); the loader's error paths are tested with
 h5py alone.
 """
@@ -18,7 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from salsdk.models import umsi as U
+from salsdk.geometry import letterbox_fit, uncrop_fit
+from salsdk.models.umsi.checkpoint import RESIDUAL_BN, RESIDUAL_CONV, _decode, _torch_targets, keras_layer_table, load_keras_h5, torch_tensors_covered
+from salsdk.models.umsi.network import Conv2dSame, MaxPool2dSame, UMSI, UpsampleBilinear, build_umsi, tf_same_padding
+from salsdk.models.umsi.zoo import OFFICIAL_CHECKPOINT_BYTES, UMSI_INPUT_SIZE, UMSI_MEAN_BGR, UMSI_NUM_CLASSES, UMSI_OUTPUT_SIZE
 
 # 82x66 -> conv2 output 38x30 (even: max-pools pad 0 before, 1 after) -> encoder grid 10x8 (8 = 3k+2: the
 # stride-3 global conv pads 0 before, 1 after). The official 240x320 only ever pads symmetrically.
@@ -30,9 +33,9 @@ SMALL = (82, 66)
 
 
 @pytest.fixture(scope="module")
-def model() -> U.UMSI:
+def model() -> UMSI:
     torch.manual_seed(0)
-    return U.build_umsi()
+    return build_umsi()
 
 
 def test_parameter_count_and_official_file_size(model):
@@ -43,13 +46,13 @@ def test_parameter_count_and_official_file_size(model):
     # Keras count_params() counts BN moving statistics too: 29,920,687 float32 = 119.68 MB of the official
     # 120,194,112-byte file (the rest: HDF5 metadata and the JSON model_config; no optimizer state).
     assert params + running == 29_920_687
-    assert 0 < U.OFFICIAL_CHECKPOINT_BYTES - 4 * (params + running) < 1_000_000
+    assert 0 < OFFICIAL_CHECKPOINT_BYTES - 4 * (params + running) < 1_000_000
 
 
 def test_every_torch_tensor_is_mapped_from_exactly_one_keras_array(model):
     keys = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
-    assert U.torch_tensors_covered() == keys
-    names = [spec.keras_name for spec in U.keras_layer_table()]
+    assert torch_tensors_covered() == keys
+    names = [spec.keras_name for spec in keras_layer_table()]
     assert len(names) == len(set(names)) == 107  # 80 in the encoder, 27 in the head
 
 
@@ -57,15 +60,15 @@ def test_output_geometry_and_probabilities(model):
     with torch.no_grad():
         heatmap, probs = model(torch.randn(1, 3, *SMALL) * 60)
     assert heatmap.shape == (1, 1, 160, 128)  # 16x the 10x8 encoder grid
-    assert probs.shape == (1, U.UMSI_NUM_CLASSES)
+    assert probs.shape == (1, UMSI_NUM_CLASSES)
     assert torch.allclose(probs.sum(1), torch.ones(1))
     assert heatmap.min() >= 0
 
 
 def test_output_is_twice_the_official_input_size():
     with torch.device("meta"):
-        heatmap, probs = U.build_umsi()(torch.zeros(1, 3, *U.UMSI_INPUT_SIZE))
-    assert tuple(heatmap.shape[-2:]) == U.UMSI_OUTPUT_SIZE == (480, 640)
+        heatmap, probs = build_umsi()(torch.zeros(1, 3, *UMSI_INPUT_SIZE))
+    assert tuple(heatmap.shape[-2:]) == UMSI_OUTPUT_SIZE == (480, 640)
 
 
 @pytest.mark.parametrize("size,kernel,stride,dilation,pads", [
@@ -76,12 +79,12 @@ def test_output_is_twice_the_official_input_size():
     (30, 3, 1, 18, (18, 18)),  # aspp_csepd18_depthwise
 ])
 def test_tf_same_padding(size, kernel, stride, dilation, pads):
-    assert U.tf_same_padding(size, kernel, stride, dilation) == pads
+    assert tf_same_padding(size, kernel, stride, dilation) == pads
 
 
 def test_tf1_upsampling_matches_resize_bilinear_without_half_pixel_centres():
     x = torch.randn(1, 2, 3, 5)
-    out = U.UpsampleBilinear(4, "tf1")(x)
+    out = UpsampleBilinear(4, "tf1")(x)
     # reference: source coordinate j / 4, upper neighbour clamped to the last row/column
     ref = torch.empty(1, 2, 12, 20)
     for i in range(12):
@@ -97,11 +100,13 @@ def test_tf1_upsampling_matches_resize_bilinear_without_half_pixel_centres():
 
 
 def test_letterbox_and_uncrop_geometry():
-    assert U.letterbox_geometry(480, 640) == (240, 320, 0, 0)
-    assert U.letterbox_geometry(1000, 500) == (240, 120, 0, 100)  # tall: fit rows, centre columns
-    assert U.letterbox_geometry(300, 1000) == (96, 320, 72, 0)  # wide: fit columns, centre rows
-    assert U.uncrop_geometry(U.UMSI_OUTPUT_SIZE, 1000, 500) == (1000, 1333, 0, 416)
-    assert U.uncrop_geometry(U.UMSI_OUTPUT_SIZE, 300, 1000) == (750, 1000, 225, 0)
+    size = UMSI_INPUT_SIZE
+    assert letterbox_fit((480, 640), size) == (0, 0, 240, 320)  # (top, left, height, width)
+    assert letterbox_fit((1000, 500), size) == (0, 100, 240, 120)  # tall: fit rows, centre columns
+    assert letterbox_fit((300, 1000), size) == (72, 0, 96, 320)  # wide: fit columns, centre rows
+    assert letterbox_fit((300, 451), size) == (14, 0, 212, 320)  # 451 -> 320 gives 212.86 rows: rounded down
+    assert uncrop_fit(UMSI_OUTPUT_SIZE, (1000, 500)) == ((1000, 1333), 0, 416)
+    assert uncrop_fit(UMSI_OUTPUT_SIZE, (300, 1000)) == ((750, 1000), 225, 0)
 
 
 @pytest.mark.parametrize("size", [(38, 30), (39, 41)])  # asymmetric and symmetric 'same' pads
@@ -109,8 +114,8 @@ def test_onnx_export_keeps_same_padding_and_tf1_resize(size, tmp_path):
     """Pads are Python ints (traced shape tensors made the exporter drop them); TF1 resize is Pad/Resize/Slice."""
     ort = pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
-    net = torch.nn.Sequential(U.MaxPool2dSame(3, 2), U.Conv2dSame(4, 4, 3, stride=3), U.Conv2dSame(4, 4, 3, stride=2),
-                              U.UpsampleBilinear(4, "tf1"), U.UpsampleBilinear(2, "tf2")).eval()
+    net = torch.nn.Sequential(MaxPool2dSame(3, 2), Conv2dSame(4, 4, 3, stride=3), Conv2dSame(4, 4, 3, stride=2),
+                              UpsampleBilinear(4, "tf1"), UpsampleBilinear(2, "tf2")).eval()
     x = torch.randn(1, 4, *size)
     path = tmp_path / "same.onnx"
     torch.onnx.export(net, (x,), path, input_names=["x"], opset_version=17, dynamo=False)
@@ -140,18 +145,18 @@ def _names(values) -> np.ndarray:
     return np.array([v.encode() if isinstance(v, str) else bytes(v) for v in values], dtype="S")
 
 
-def write_keras_layout_h5(model: U.UMSI, path: Path, residual_names: list[tuple[str, str]]) -> None:
+def write_keras_layout_h5(model: UMSI, path: Path, residual_names: list[tuple[str, str]]) -> None:
     """Weights-only Keras 2 layout: root ``layer_names``; ``<layer>/<layer>/<key>:0`` + ``weight_names``."""
     rename = {}
     for k, (conv, bn) in enumerate(residual_names, start=1):
-        rename[U.RESIDUAL_CONV.format(k)], rename[U.RESIDUAL_BN.format(k)] = conv, bn
+        rename[RESIDUAL_CONV.format(k)], rename[RESIDUAL_BN.format(k)] = conv, bn
     with h5py.File(path, "w") as f:
         names = []
-        for spec in U.keras_layer_table():
+        for spec in keras_layer_table():
             name = rename.get(spec.keras_name, spec.keras_name)
             names.append(name)
             group = f.create_group(name)
-            targets = U._torch_targets(model.get_submodule(spec.module), spec.kind)
+            targets = _torch_targets(model.get_submodule(spec.module), spec.kind)
             weight_names = []
             for key in spec.expected_keys(model):
                 weight_names.append(f"{name}/{key}:0")
@@ -172,17 +177,17 @@ def keras_layout_h5(model, tmp_path_factory) -> Path:
 
 
 def test_loader_round_trip_with_keras22_auto_names(model, keras_layout_h5):
-    other = U.build_umsi()
-    U.load_keras_h5(other, keras_layout_h5)
+    other = build_umsi()
+    load_keras_h5(other, keras_layout_h5)
     for (k, a), b in zip(model.state_dict().items(), other.state_dict().values()):
         assert torch.equal(a, b), k
 
 
 @pytest.fixture()
-def shapes_only() -> U.UMSI:
+def shapes_only() -> UMSI:
     """A UMSI on the meta device: enough for the loader's checks, nothing allocated."""
     with torch.device("meta"):
-        return U.build_umsi()
+        return build_umsi()
 
 
 def _mutated_copy(src: Path, tmp_path: Path, mutate) -> Path:
@@ -195,13 +200,13 @@ def _mutated_copy(src: Path, tmp_path: Path, mutate) -> Path:
 
 def _drop(f: h5py.File, name: str) -> None:
     del f[name]
-    f.attrs["layer_names"] = _names(n for n in f.attrs["layer_names"] if U._decode(n) != name)
+    f.attrs["layer_names"] = _names(n for n in f.attrs["layer_names"] if _decode(n) != name)
 
 
 def test_loader_names_a_missing_layer(keras_layout_h5, tmp_path, shapes_only):
     path = _mutated_copy(keras_layout_h5, tmp_path, lambda f: _drop(f, "dec_c3"))
     with pytest.raises(ValueError, match=r"mutated\.h5: Keras layer 'dec_c3' \(conv -> decoder\.c3\) is missing"):
-        U.load_keras_h5(shapes_only, path)
+        load_keras_h5(shapes_only, path)
 
 
 def test_loader_names_an_unused_layer(keras_layout_h5, tmp_path, shapes_only):
@@ -211,7 +216,7 @@ def test_loader_names_an_unused_layer(keras_layout_h5, tmp_path, shapes_only):
         f.attrs["layer_names"] = _names([*f.attrs["layer_names"], "extra_dense"])
     path = _mutated_copy(keras_layout_h5, tmp_path, add_extra)
     with pytest.raises(ValueError, match=r"Keras layer 'extra_dense' has weights this UMSI port does not use"):
-        U.load_keras_h5(shapes_only, path)
+        load_keras_h5(shapes_only, path)
 
 
 def test_loader_names_a_wrong_shape(keras_layout_h5, tmp_path, shapes_only):
@@ -223,9 +228,9 @@ def test_loader_names_a_wrong_shape(keras_layout_h5, tmp_path, shapes_only):
     path = _mutated_copy(keras_layout_h5, tmp_path, five_classes)
     with pytest.raises(ValueError, match=r"Keras layer 'out_classif' array 'kernel' has shape \(256, 5\), "
                                          r"expected \(256, 6\)"):
-        U.load_keras_h5(shapes_only, path)
+        load_keras_h5(shapes_only, path)
     with torch.device("meta"):
-        U.load_keras_h5(U.build_umsi(num_classes=5), path)  # a 5-class variant loads into a 5-class model
+        load_keras_h5(build_umsi(num_classes=5), path)  # a 5-class variant loads into a 5-class model
 
 
 def test_loader_names_an_extra_array_and_a_missing_residual(keras_layout_h5, tmp_path, shapes_only):
@@ -233,9 +238,9 @@ def test_loader_names_an_extra_array_and_a_missing_residual(keras_layout_h5, tmp
         f["dec_c_out/dec_c_out/extra:0"] = np.zeros(1, np.float32)
         f["dec_c_out"].attrs["weight_names"] = _names([*f["dec_c_out"].attrs["weight_names"], "dec_c_out/extra:0"])
     with pytest.raises(ValueError, match=r"Keras layer 'dec_c_out' holds arrays \['bias', 'extra', 'kernel'\]"):
-        U.load_keras_h5(shapes_only, _mutated_copy(keras_layout_h5, tmp_path, add_bias))
+        load_keras_h5(shapes_only, _mutated_copy(keras_layout_h5, tmp_path, add_bias))
     with pytest.raises(ValueError, match=r"expected 4 unnamed 'conv2d_<n>' layers"):
-        U.load_keras_h5(shapes_only, _mutated_copy(keras_layout_h5, tmp_path, lambda f: _drop(f, "conv2d_2")))
+        load_keras_h5(shapes_only, _mutated_copy(keras_layout_h5, tmp_path, lambda f: _drop(f, "conv2d_2")))
 
 
 def test_loader_checks_saved_hyperparameters(keras_layout_h5, tmp_path, shapes_only):
@@ -244,16 +249,16 @@ def test_loader_checks_saved_hyperparameters(keras_layout_h5, tmp_path, shapes_o
                   {"class_name": "UpSampling2D", "config": {"name": "dec_ups3", "size": [4, 4],
                                                              "interpolation": "bilinear"}}]
         f.attrs["model_config"] = json.dumps({"class_name": "Model", "config": {"layers": layers}})
-    U.load_keras_h5(shapes_only, _mutated_copy(keras_layout_h5, tmp_path, lambda f: config(f, 1e-5)))
+    load_keras_h5(shapes_only, _mutated_copy(keras_layout_h5, tmp_path, lambda f: config(f, 1e-5)))
     with pytest.raises(ValueError, match=r"Keras layer 'global_BN' has epsilon=0.001, this UMSI port uses 1e-05"):
-        U.load_keras_h5(shapes_only, _mutated_copy(keras_layout_h5, tmp_path, lambda f: config(f, 1e-3)))
+        load_keras_h5(shapes_only, _mutated_copy(keras_layout_h5, tmp_path, lambda f: config(f, 1e-3)))
 
 
 def test_loader_rejects_a_non_hdf5_file(tmp_path, shapes_only):
     path = tmp_path / "weights.h5"
     path.write_bytes(b"version https://git-lfs.github.com/spec/v1\n")  # an LFS pointer instead of the file
     with pytest.raises(ValueError, match=r"weights\.h5: not a readable HDF5 file"):
-        U.load_keras_h5(shapes_only, path)
+        load_keras_h5(shapes_only, path)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -418,15 +423,15 @@ def bgr_like_input(shape: tuple[int, int], seed: int, batch: int = 1) -> np.ndar
     rng = np.random.default_rng(seed)
     x = rng.uniform(0, 255, (batch, *shape, 3))
     x[:, : shape[0] // 8] = 0  # letterbox band (black before mean subtraction)
-    return (x - np.array(U.UMSI_MEAN_BGR)).astype(np.float32)
+    return (x - np.array(UMSI_MEAN_BGR)).astype(np.float32)
 
 
 def _compare(keras_model, path: Path, upsampling: str, shape: tuple[int, int], seed: int,
              dtype: torch.dtype = torch.float32) -> dict[str, float]:
     x = bgr_like_input(shape, seed).astype(np.float64 if dtype == torch.float64 else np.float32)
     k_heat, k_probs, k_feat = (np.asarray(t) for t in keras_model(x, training=False))
-    torch_model = U.build_umsi(upsampling=upsampling).to(dtype)
-    U.load_keras_h5(torch_model, path)
+    torch_model = build_umsi(upsampling=upsampling).to(dtype)
+    load_keras_h5(torch_model, path)
     with torch.no_grad():
         t = torch.from_numpy(x).permute(0, 3, 1, 2)
         t_feat = torch_model.encoder(t).permute(0, 2, 3, 1).numpy()
@@ -448,13 +453,13 @@ def _compare(keras_model, path: Path, upsampling: str, shape: tuple[int, int], s
 def test_keras_parity_official_geometry_full_model_file(tf_keras, tmp_path):
     """240x320 float32, a ``model.save`` file (model_weights + model_config), Keras 2.2-style residual names."""
     keras_model = build_keras_umsi(tf_keras, "tf2", residual_names=KERAS22_NAMES)
-    randomize(tf_keras, keras_model, seed=1, shape=U.UMSI_INPUT_SIZE)
+    randomize(tf_keras, keras_model, seed=1, shape=UMSI_INPUT_SIZE)
     assert keras_model.count_params() == 29_920_687  # = torch parameters + BN running statistics
     path = tmp_path / "umsi_full.h5"
     keras_model.save(path, include_optimizer=False, save_format="h5")
     with h5py.File(path) as f:
         assert "model_weights" in f and "model_config" in f.attrs
-    stats = _compare(keras_model, path, "tf2", U.UMSI_INPUT_SIZE, seed=2)
+    stats = _compare(keras_model, path, "tf2", UMSI_INPUT_SIZE, seed=2)
     print("UMSI Keras parity, 240x320 float32:", stats)
     # float32 accumulation-order noise over 36 conv layers (measured: 8.7e-5 abs on a heatmap peaking at 4.4)
     assert stats["heat_abs"] < 1e-4 * max(1.0, stats["heat_max"]), stats

@@ -9,6 +9,8 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+from salsdk.errors import BundleError, InputError
+
 from .base import Runtime
 
 RUNTIMES = {
@@ -19,9 +21,25 @@ RUNTIMES = {
 
 
 def open_runtime(name: str, path: str | Path, **options: Any) -> Runtime:
-    """Open the artifact at ``path`` with runtime ``name`` (``onnxruntime``, ``litert``, ``coreml``)."""
+    """Open the artifact at ``path`` with runtime ``name`` (a key of :data:`RUNTIMES`).
+
+    Engine failures while loading the file (a corrupt or foreign model) become :class:`BundleError` s.
+    """
+    if name not in RUNTIMES:
+        raise BundleError(f"unknown runtime {name!r}; salsdk runs {', '.join(RUNTIMES)}")
     module, cls = RUNTIMES[name].split(":")
-    return getattr(importlib.import_module(module), cls)(path, **options)
+    try:
+        adapter = getattr(importlib.import_module(module), cls)
+    except ImportError as exc:
+        raise BundleError(f"the {name} runtime is not installed ({exc.name}): pip install salsdk's runtime extra "
+                          "or the engine itself") from None
+    try:
+        return adapter(path, **options)
+    except (BundleError, InputError):
+        raise
+    except Exception as exc:  # engines raise their own types for unreadable models
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BundleError(f"{name} cannot load {path}: {first}") from None
 
 
 __all__ = ["RUNTIMES", "Runtime", "open_runtime"]

@@ -26,7 +26,6 @@ from salsdk.errors import BundleError
 from .base import Runtime
 
 INPUT_TRANSFORM_KEY = "salsdk_input"
-MANIFEST_KEY = "salsdk_manifest"
 QUANTIZED_WEIGHT_OPS = ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale")
 OUTPUT_ORDER = ("saliency", "class_probs")
 

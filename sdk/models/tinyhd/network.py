@@ -4,8 +4,8 @@
 Re-implementation of ``FastSalA`` from the public ``feiyanhu/tinyHD`` code (``src/models/fastsal3D/``,
 ``src/quick_start.py``), written from the paper and that code, not copied. Module names reproduce the official
 state-dict keys exactly, so the official ``.pth`` files load with ``strict=True`` and no renaming
-(:func:`filter_checkpoint` only unwraps the ``{"student_model": state_dict}`` container and would strip a
-``module.`` prefix; the two public x1/4 files carry none).
+(:func:`salsdk.weights.unwrap_state_dict` only unwraps the ``{"student_model": state_dict}`` container and would
+strip a ``module.`` prefix; the two public x1/4 files carry none).
 
 Variants (:func:`build_tinyhd`)
     ``mode`` "S" (MISO, official config ``d123s``: decoders D1+D2+D3, all "single"; 16 frames -> 1 map) or
@@ -55,7 +55,7 @@ Output (:meth:`TinyHD.forward`)
 
 Pre-processing of the official quick_start (``Video_reader``)
     Frames are decoded as uint8 RGB, scaled to [0, 1], normalised with ``TINYHD_MEAN`` / ``TINYHD_STD`` and
-    resized to ``TINYHD_SIZE`` = (192, 256) (rows, cols) with torchvision ``F.resize`` on the float tensor, i.e.
+    resized to ``salsdk.models.tinyhd.zoo.TINYHD_SIZE`` = (192, 256) (rows, cols) with torchvision ``F.resize`` on the float tensor, i.e.
     bilinear, ``align_corners=False``, no antialias in the torchvision of that time, aspect ratio NOT kept.
     Clip tensor: (B, 3, T=16, 192, 256), frames in temporal order.
 
@@ -80,17 +80,14 @@ Post-processing of the official code (``generate.post_process_png``), per map
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-TINYHD_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet RGB mean, on [0, 1] pixels
-TINYHD_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-TINYHD_FRAMES = 16  # frames per input clip (both modes)
-TINYHD_SIZE: tuple[int, int] = (192, 256)  # (rows, cols) of the input clip and of the output maps
+from .zoo import TINYHD_FRAMES
 
 Mode = Literal["S", "M"]
 WIDTH_TO_RC: dict[float, int] = {1.0: 1, 0.5: 2, 0.25: 4}  # width multiplier -> official ``reduced_channel``
@@ -218,7 +215,7 @@ class ClipOps:
 
     The aggregator and the head call only these (plus convolutions, which the modules hold), so the same
     topology code also runs on clips folded to (N*T, C, H, W) frames: see
-    :class:`salsdk.models.tinyhd_framewise.FramewiseOps`, used by the mobile export graph.
+    :class:`salsdk.models.tinyhd.framewise.FramewiseOps`, used by the mobile export graph.
     """
 
     def shuffle_up(self, x: Tensor) -> Tensor:
@@ -426,15 +423,3 @@ def _check_input(x: Tensor) -> None:
 def build_tinyhd(mode: str, width: float) -> TinyHD:
     """TinyHD variant ``mode`` ("S" MISO or "M" MIMO) at channel ``width`` 1.0, 0.5 or 0.25 (random init)."""
     return TinyHD(mode.upper(), width)  # type: ignore[arg-type]
-
-
-def filter_checkpoint(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Official checkpoint -> state dict for :class:`TinyHD` (pure function).
-
-    Accepts the loaded file (``{"student_model": state_dict}``) or the state dict itself, and strips a
-    ``module.`` (DataParallel) prefix if present. The public ``d123s_rc4_rc1T.pth`` / ``d123m_rc4_rc1T.pth`` need
-    only the unwrapping: their keys already match.
-    """
-    if "student_model" in state_dict and isinstance(state_dict["student_model"], Mapping):
-        state_dict = state_dict["student_model"]  # type: ignore[assignment]
-    return {k.removeprefix("module."): v for k, v in state_dict.items()}

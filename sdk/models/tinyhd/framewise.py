@@ -2,7 +2,7 @@
 
 TFLite's ``CONV_3D`` has no groups, so onnx2tf splits each depthwise 3-D convolution of TinyHD into one
 convolution per channel (thousands of ops that no delegate accelerates). :func:`framewise_tinyhd` re-expresses a
-:class:`~salsdk.models.tinyhd.TinyHD` — weights and all — as a network of 2-D operations only:
+:class:`~salsdk.models.tinyhd.network.TinyHD` — weights and all — as a network of 2-D operations only:
 
 * the clip (N, C, T, H, W) is folded to a batch of frames (N*T, C, H, W) once, at the input;
 * a 3-D convolution with temporal kernel ``kt``, stride ``st`` and padding ``pt`` becomes ``kt`` 2-D convolutions
@@ -33,13 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .tinyhd import TINYHD_FRAMES, ClipOps, TinyHD, _check_input
+from .network import ClipOps, TinyHD, _check_input
+from .zoo import TINYHD_FRAMES
 
 MAX_CONCAT = 4  # inputs per concatenation that the XNNPACK delegate accepts (it rejects 7)
-REWRITE_NAME = "tinyhd-framewise-2d"
-REWRITE_SUMMARY = ("3-D convolutions re-expressed as per-temporal-tap 2-D convolutions on frames folded into the "
-                   "batch, BatchNorm folded, time up-sampling as frame blends (salsdk.models.tinyhd_framewise)")
-
 
 def _select(x: Tensor, batch: int, frames: int, index: slice) -> Tensor:
     """Frames ``index`` of every clip of ``x`` (``batch`` clips of ``frames`` frames, folded to (N*T, C, H, W)).

@@ -5,9 +5,11 @@ import argparse
 import json
 import sys
 
-from .complexity import model_complexity
-from .registry import get_card, list_models
-from .weights import cached_path
+from salsdk.complexity import model_complexity
+from salsdk.registry import get_card, list_models
+from salsdk.weights import cached_path
+
+HELP = "list the zoo models with params, MACs, weights status and licence"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

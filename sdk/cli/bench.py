@@ -19,6 +19,8 @@ from pathlib import Path
 
 from salsdk.errors import InputError
 
+HELP = "latency, memory, size and MACs per format and runtime, against the papers"
+
 ACTIONS = ("run", "claims", "import", "report", "plan")
 
 
@@ -84,7 +86,7 @@ def _sizes(values: list[str] | None) -> list[tuple[int, int]] | None:
 
 
 def _config(args: argparse.Namespace):
-    from .measure import DEFAULT_FORMATS, BenchConfig
+    from salsdk.bench.measure import DEFAULT_FORMATS, BenchConfig
 
     weights = None if args.random_init else (args.weights or "official")
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip()) if args.formats else DEFAULT_FORMATS
@@ -100,7 +102,7 @@ def _config(args: argparse.Namespace):
 
 
 def _store(args: argparse.Namespace):
-    from .store import ResultStore
+    from salsdk.bench.store import ResultStore
 
     return ResultStore(args.db)
 
@@ -111,9 +113,9 @@ def _log(args: argparse.Namespace):
 
 def _finish(args: argparse.Namespace, rows, title: str, default_out: Path | None) -> None:
     """Targets, claims, table, report files, database: shared by run, import and report."""
-    from .claims import claims_table, claims_text
-    from .report import text_table, write_report
-    from .targets import check_all, targets_text
+    from salsdk.bench.claims import claims_table, claims_text
+    from salsdk.bench.report import text_table, write_report
+    from salsdk.bench.targets import check_all, targets_text
 
     targets = check_all(rows)
     models = []
@@ -159,8 +161,8 @@ def _has_claims(model: str) -> bool:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from .measure import benchmark
-    from .store import default_db_path
+    from salsdk.bench.measure import benchmark
+    from salsdk.bench.store import default_db_path
 
     if not args.model and not args.bundles:
         if args.claims:
@@ -179,7 +181,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 def run_claims(args: argparse.Namespace) -> int:
     """Claims of --model (or of every model with claims) against the stored measurements."""
-    from .claims import claims_markdown, claims_table, claims_text, models_with_claims
+    from salsdk.bench.claims import claims_markdown, claims_table, claims_text, models_with_claims
 
     models = [args.model] if args.model else models_with_claims()
     store = _store(args)
@@ -200,8 +202,8 @@ def run_claims(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from .measure import discover_bundles, new_run_id
-    from .mobile import enrich_from_bundles, import_file
+    from salsdk.bench.measure import discover_bundles, new_run_id
+    from salsdk.bench.mobile import enrich_from_bundles, import_file
 
     if not args.files:
         raise InputError("salsdk bench import needs files: benchmark_model output (.txt) or Android demo JSON")
@@ -228,7 +230,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from .store import default_db_path
+    from salsdk.bench.store import default_db_path
 
     store = _store(args)
     if args.all or args.model or args.machine:
@@ -240,7 +242,7 @@ def run_report(args: argparse.Namespace) -> int:
         rows = store.query(run_id=run_id)
     if not rows:
         raise InputError("no stored rows match")
-    from .measure import attach_ratios
+    from salsdk.bench.measure import attach_ratios
 
     rows = attach_ratios(rows)
     out = args.out or (args.db.parent if args.db else default_db_path().parent) / "reports" / (
@@ -250,8 +252,8 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    from .measure import discover_bundles
-    from .mobile import device_plan, plan_markdown, plan_script
+    from salsdk.bench.measure import discover_bundles
+    from salsdk.bench.mobile import device_plan, plan_markdown, plan_script
 
     if not args.bundles:
         raise InputError("salsdk bench plan needs --bundles DIR (TFLite bundles to run on the phone)")
@@ -277,10 +279,3 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"unexpected arguments {' '.join(args.files)} (files are for `salsdk bench import`)")
     return {"run": run_bench, "claims": run_claims, "import": run_import, "report": run_report,
             "plan": run_plan}[args.action](args)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m salsdk.bench``."""
-    from salsdk.cli import run_tool
-
-    return run_tool(add_arguments, run, argv, "salsdk bench")

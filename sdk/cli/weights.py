@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 
-from .errors import WeightsError
-from .registry import get_card, list_models
-from .weights import cached_path, fetch, verify_file, weights_dir
+from salsdk.errors import WeightsError
+from salsdk.registry import get_card, list_models
+from salsdk.weights import cached_path, fetch, verify_file, weights_dir
+
+HELP = "fetch, verify and list official checkpoints in the cache"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,67 +1,13 @@
-"""KDSalBox students (Kastrati, Bylinskii, Shechtman, SVRHM @ NeurIPS 2021).
+"""KDSalBox zoo: the ten MobileNetV2 students, one architecture with ten sets of weights.
 
-Ten knowledge-distilled saliency models sharing one architecture — a MobileNetV2 encoder, a decoder of seven
-3x3 conv+BN+ReLU layers with five bilinear x2 upsamplings and a 1x1 output conv, then a sigmoid — and differing
-only in their weights, each distilled from one classic or deep saliency model.
-
-Official runner convention (``fastsaliency_toolbox/backend/interface.py``): RGB pixels divided by 255, no mean or
-std, fed at the image's own size; the map (``ceil(h/32)*32 x ceil(w/32)*32``) is resized back to the image.
-Official checkpoints: ``models/<NAME>/exported/<name>.pth``, a dict with the state dict under ``student_model``;
-encoder keys follow torchvision's ``mobilenet_v2().features`` (``encoder.0.0.weight``, ...).
+Each row of :data:`STUDENTS` is one zoo model (its name is its weight tag); a new student is one more row.
+The network is :class:`salsdk.models.kdsalbox.network.KDSalBoxStudent`; the official checkpoints are plain
+PyTorch state dicts (under ``student_model``), read by :func:`salsdk.weights.load_torch_checkpoint`.
 """
 from __future__ import annotations
 
-import torch.nn.functional as F
-from torch import Tensor, nn
-
-from ..cards import Checkpoint, Claim, ModelCard, Preprocessing
-from ..registry import register_model
-from ..weights import load_torch_checkpoint
-from .mobilenetv2 import mobilenet_v2_features
-
-DECODER_CHANNELS = (1280, 512, 256, 256, 128, 128, 64, 64)
-UPSAMPLE_AFTER = ("conv7_3", "conv8_1", "conv8_2", "conv9_1", "conv9_2")  # five x2 upsamplings: back to stride 1
-CONV_NAMES = ("conv7_3", "conv8_1", "conv8_2", "conv9_1", "conv9_2", "conv10_1", "conv10_2")
-
-
-class StudentDecoder(nn.Module):
-    """Seven conv3x3+BN+ReLU layers, bilinear x2 after each of the first five, then a 1x1 conv to one channel."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        for name, cin, cout in zip(CONV_NAMES, DECODER_CHANNELS[:-1], DECODER_CHANNELS[1:]):
-            setattr(self, name, nn.Conv2d(cin, cout, kernel_size=3, padding=1))
-            setattr(self, "bn" + name[4:], nn.BatchNorm2d(cout))
-        self.output = nn.Conv2d(DECODER_CHANNELS[-1], 1, kernel_size=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        for name in CONV_NAMES:
-            x = F.relu(getattr(self, "bn" + name[4:])(getattr(self, name)(x)))
-            if name in UPSAMPLE_AFTER:
-                x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-        return self.output(x)
-
-
-class KDSalBoxStudent(nn.Module):
-    """MobileNetV2 encoder + :class:`StudentDecoder` + sigmoid.
-
-    ``forward(x)``: ``x`` is (B, 3, H, W), RGB in [0, 1]; returns (B, 1, 32*ceil(H/32), 32*ceil(W/32)) saliency
-    in (0, 1) (sigmoid output).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.encoder = mobilenet_v2_features()
-        self.decoder = StudentDecoder()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch_sigmoid(self.decoder(self.encoder(x)))
-
-
-def torch_sigmoid(x: Tensor) -> Tensor:
-    """The student's output activation (kept as a function so exporters see a plain Sigmoid op)."""
-    return x.sigmoid()
-
+from ...cards import Checkpoint, Claim, ModelCard, Preprocessing
+from ...registry import Architecture, register_architecture, register_model
 
 PAPER = ("A. Kastrati, Z. Bylinskii, E. Shechtman. KDSalBox: A toolbox of efficient knowledge-distilled "
          "saliency models. SVRHM @ NeurIPS 2021.")
@@ -103,6 +49,7 @@ def _card(name: str, teacher: str, citation: str, teacher_cost: str) -> ModelCar
     return ModelCard(
         name=name,
         family="kdsalbox",
+        architecture=ARCHITECTURE.name,
         task="image-saliency",
         summary=f"MobileNetV2 student distilled from {teacher} ({citation}).",
         paper=PAPER,
@@ -126,9 +73,9 @@ def _card(name: str, teacher: str, citation: str, teacher_cost: str) -> ModelCar
     )
 
 
-def _register_all() -> None:
-    for name, teacher, citation, cost in STUDENTS:
-        register_model(_card(name, teacher, citation, cost), KDSalBoxStudent, load_torch_checkpoint)
+ARCHITECTURE = register_architecture(Architecture(
+    "kdsalbox-student", builder="salsdk.models.kdsalbox.network:KDSalBoxStudent",
+    checkpoint_reader="salsdk.weights:load_torch_checkpoint"))
 
-
-_register_all()
+for _student in STUDENTS:
+    register_model(_card(*_student))

@@ -16,9 +16,11 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from .errors import InputError
-from .imageio import IMAGE_SUFFIXES, is_video_path, load_image
-from .postprocess import PostprocessOptions, overlay, to_uint8
+from salsdk.errors import InputError
+from salsdk.imageio import IMAGE_SUFFIXES, is_video_path, load_image
+from salsdk.postprocess import PostprocessOptions, overlay, to_uint8
+
+HELP = "predict saliency maps and overlays for images, folders and videos"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     """Predict every input and write ``<stem>_saliency.png`` (+ ``<stem>_overlay.png``) into ``--out``."""
     from tqdm import tqdm
 
-    from . import load
+    from salsdk import load
 
     if Path(args.model).is_dir() and (args.weights or args.random_init):
         raise InputError(f"{args.model} is a bundle: its weights are baked in; drop --weights/--random-init")
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     info = {"salsdk_model": contract.model, "salsdk_trained": str(contract.trained),
             "salsdk_runtime": predictor.runtime.name}
     if predictor.manifest:
-        info["salsdk_format"] = predictor.manifest["format"]["key"]
+        info["salsdk_format"] = predictor.manifest.format.key
     print(f"{contract.model} on {predictor.executes()}")
     if not contract.trained:
         print(f"warning: {contract.model} is UNTRAINED (random init): its maps mean nothing")
@@ -123,7 +125,7 @@ def _predict_video(predictor, path: Path, out: Path, info: dict[str, str], with_
 
     from tqdm import tqdm
 
-    from .imageio import iter_video_frames, video_frame_count
+    from salsdk.imageio import iter_video_frames, video_frame_count
 
     folder = out / path.stem
     folder.mkdir(exist_ok=True)
@@ -144,10 +146,3 @@ def _predict_video(predictor, path: Path, out: Path, info: dict[str, str], with_
             bar.update(1)
         emit(stream.flush())
     return written
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m salsdk.predict_cli``."""
-    from .cli import run_tool
-
-    return run_tool(add_arguments, run, argv, "salsdk predict")

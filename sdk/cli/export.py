@@ -4,10 +4,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+HELP = "copy a bundle into a client (the Android demo app), with test vectors for its tests"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``salsdk export``: the target (``android``), the bundle and the app folder."""
-    from .android_export import DEFAULT_APP
+    from salsdk.clients.android import DEFAULT_APP
 
     parser.add_argument("target", choices=["android"], help="what to export to (the Android demo app)")
     parser.add_argument("--bundle", required=True, type=Path, help="bundle folder written by salsdk convert")
@@ -20,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``salsdk export``; returns the exit status."""
-    from .android_export import export_android
+    from salsdk.clients.android import export_android
 
     export_android(args.bundle, args.app, vectors=not args.no_vectors, vectors_dir=args.vectors_dir)
     return 0

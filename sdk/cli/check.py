@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+HELP = "run bundles side by side with their PyTorch model on real inputs: agreement matrix"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``salsdk check``."""
@@ -23,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the agreement matrix and the per-bundle verdicts; exit 1 if a bundle is below its gate."""
-    from .parity import check_bundles, format_report, plot_matrix
+    from salsdk.parity import check_bundles, format_report, plot_matrix
 
     bundles = [b for b in args.bundles if not b.endswith(".rejected.json")]
     for skipped in sorted(set(args.bundles) - set(bundles)):  # a glob such as out/Model-* also matches these
@@ -42,10 +44,3 @@ def run(args: argparse.Namespace) -> int:
     if failing:
         print(f"below their fidelity gate here: {', '.join(failing)}")
     return 0 if report.passed else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m salsdk.check_cli``."""
-    from .cli import run_tool
-
-    return run_tool(add_arguments, run, argv, "salsdk check")

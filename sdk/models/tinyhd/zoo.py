@@ -1,15 +1,23 @@
-"""TinyHD zoo entries: S (MISO) and M (MIMO) at x1, x1/2 and x1/4 channels, with their official checkpoints."""
+"""TinyHD zoo: S (MISO) and M (MIMO) at x1, x1/2 and x1/4 channels, each an architecture with its DHF1K weights.
+
+The network is :class:`salsdk.models.tinyhd.network.TinyHD`; its export rewrite (no 3-D convolutions, for
+TFLite) is :func:`salsdk.models.tinyhd.framewise.framewise_tinyhd`. The official checkpoints are plain PyTorch
+state dicts (under ``student_model``), read by :func:`salsdk.weights.load_torch_checkpoint`.
+"""
 from __future__ import annotations
 
-from pathlib import Path
+from ...cards import Checkpoint, Claim, ModelCard, Preprocessing, Temporal
+from ...registry import Architecture, ExportRewrite, register_architecture, register_model
 
-from torch import nn
-
-from ..cards import Checkpoint, Claim, ModelCard, Preprocessing
-from ..registry import register_model
-from ..weights import load_state_dict_exactly, read_torch_state_dict
-from .tinyhd import TINYHD_FRAMES, TINYHD_MEAN, TINYHD_SIZE, TINYHD_STD, build_tinyhd, filter_checkpoint
-from .tinyhd_framewise import REWRITE_NAME, REWRITE_SUMMARY, framewise_tinyhd
+TINYHD_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet RGB mean, on [0, 1] pixels
+TINYHD_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+TINYHD_FRAMES = 16  # frames per input clip (both modes)
+TINYHD_SIZE: tuple[int, int] = (192, 256)  # (rows, cols) of the input clip and of the output maps
+FRAMEWISE = ExportRewrite(
+    "tinyhd-framewise-2d",
+    "3-D convolutions re-expressed as per-temporal-tap 2-D convolutions on frames folded into the batch, "
+    "BatchNorm folded, time up-sampling as frame blends (salsdk.models.tinyhd.framewise)",
+    "salsdk.models.tinyhd.framewise:framewise_tinyhd")
 
 PAPER = ("F. Hu, S. Palazzo, F. Proietto Salanitri, G. Bellitto, M. Moradi, C. Spampinato, K. McGuinness. "
          "TinyHD: Efficient Video Saliency Prediction with Heterogeneous Decoders using Hierarchical Maps "
@@ -34,18 +42,12 @@ VARIANTS = (
 )
 
 PREPROCESSING = Preprocessing(resize="stretch", size=TINYHD_SIZE, channel_order="RGB", scale=1.0 / 255.0,
-                              mean=TINYHD_MEAN, std=TINYHD_STD, frames=TINYHD_FRAMES)
+                              mean=TINYHD_MEAN, std=TINYHD_STD)
 
 
 def variant_name(mode: str, width: float) -> str:
     """Registry name, e.g. ``TinyHD-S-x0.25``."""
     return f"TinyHD-{mode}-x{width:g}"
-
-
-def load_tinyhd_checkpoint(model: nn.Module, path: Path, card: ModelCard) -> None:
-    """Official TinyHD ``.pth`` (state dict under ``student_model``), every key and shape checked."""
-    state = filter_checkpoint(read_torch_state_dict(path, card))
-    load_state_dict_exactly(model, state, str(path), card.name)
 
 
 def _card(mode: str, width: float, filename: str, sha256: str | None, params: float, gmacs16: float) -> ModelCard:
@@ -54,6 +56,7 @@ def _card(mode: str, width: float, filename: str, sha256: str | None, params: fl
     return ModelCard(
         name=variant_name(mode, width),
         family="tinyhd",
+        architecture=variant_name(mode, width).lower(),
         task="video-saliency",
         summary=f"TinyHD-{mode} at x{width:g} channels: inflated 3-D MobileNetV2 encoder, heterogeneous decoders "
                 f"D1+D2+D3 fused by a 1x1 conv; 16 frames in, {maps}.",
@@ -71,19 +74,21 @@ def _card(mode: str, width: float, filename: str, sha256: str | None, params: fl
             Claim("gmacs", gmacs16 / 16,
                   f"{HARDWARE}, per output map ({gmacs16} GMACs reported for 16 maps)", TABLE_5A),
         ),
-        temporal="miso" if miso else "mimo",
+        temporal=Temporal("miso" if miso else "mimo", TINYHD_FRAMES),
         notes="MACs: 'conv' counts convolutions only (torch's FlopCounterMode); the ptflops-style count (BatchNorm, "
               "activations, biases and interpolation too) reproduces the paper's figures. TFLite artifacts are made "
-              "from an exact 2-D re-expression of the network (salsdk.models.tinyhd_framewise): TFLite has no "
+              "from an exact 2-D re-expression of the network (salsdk.models.tinyhd.framewise): TFLite has no "
               "grouped 3-D convolution.",
     )
 
 
 def _register_all() -> None:
     for mode, width, filename, sha256, params, gmacs in VARIANTS:
-        register_model(_card(mode, width, filename, sha256, params, gmacs),
-                       lambda mode=mode, width=width: build_tinyhd(mode, width), load_tinyhd_checkpoint,
-                       export_rewrite=(REWRITE_NAME, REWRITE_SUMMARY, framewise_tinyhd))
+        register_architecture(Architecture(
+            variant_name(mode, width).lower(), builder="salsdk.models.tinyhd.network:build_tinyhd",
+            checkpoint_reader="salsdk.weights:load_torch_checkpoint", kwargs={"mode": mode, "width": width},
+            export_rewrite=FRAMEWISE))
+        register_model(_card(mode, width, filename, sha256, params, gmacs))
 
 
 _register_all()

@@ -1,6 +1,0 @@
-"""``python -m salsdk.bench``."""
-import sys
-
-from .cli import main
-
-sys.exit(main())

@@ -1,0 +1,1 @@
+"""KDSalBox students (Kastrati et al. 2021): :mod:`.network` (the architecture), :mod:`.zoo` (cards)."""

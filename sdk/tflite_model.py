@@ -1,0 +1,135 @@
+"""TFLite flatbuffers as data: read, inspect, rename tensors, embed metadata, write back; no TensorFlow.
+
+Uses the flatbuffer schema module ``ai_edge_litert`` ships (``schema_py_generated``, the object API ``ModelT``)
+and the ``flatbuffers`` package, both installed with LiteRT. Converters (onnx2tf, litert-torch) produce the
+files; this module gives them salsdk's tensor names and embedded manifest, and counts their operators.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .atomic import write_bytes
+from .manifest import CLASS_PROBS, EMBED_KEY, INPUT_NAME, SALIENCY
+
+Content = bytes
+
+
+def _schema() -> Any:
+    from ai_edge_litert import schema_py_generated
+
+    return schema_py_generated
+
+
+def read_model(content: Content) -> Any:
+    """The flatbuffer as a mutable ``ModelT`` (TensorFlow's generated object API)."""
+    schema = _schema()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(content, 0))
+    if any(getattr(b, "offset", 0) > 1 for b in model.buffers or []):
+        raise ValueError("this .tflite stores buffers outside the flatbuffer (a >2 GB model); salsdk cannot "
+                              "rewrite such files")
+    return model
+
+
+def write_model(model: Any) -> Content:
+    """Serialise a ``ModelT`` back to ``.tflite`` bytes."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _op_names(model: Any) -> list[str]:
+    """Builtin op name of every operator of the main subgraph, in execution order."""
+    schema = _schema()
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    result = []
+    for op in model.subgraphs[0].operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        result.append(names.get(builtin, str(builtin)) if builtin != schema.BuiltinOperator.CUSTOM
+                      else f"CUSTOM:{code.customCode.decode()}")
+    return result
+
+
+def op_counts(content: Content) -> dict[str, int]:
+    """How many operators of each builtin type the model has."""
+    return dict(sorted(Counter(_op_names(read_model(content))).items()))
+
+
+def ops_after_input(content: Content) -> list[str]:
+    """Op types that read the graph input directly (a TRANSPOSE here means onnx2tf left a layout change)."""
+    model = read_model(content)
+    graph, names = model.subgraphs[0], _op_names(model)
+    return [names[i] for i, op in enumerate(graph.operators) if set(op.inputs) & set(graph.inputs)]
+
+
+def _tensor_name(graph: Any, index: int) -> str:
+    return graph.tensors[index].name.decode()
+
+
+def output_activations(content: Content, op_types: Sequence[str]) -> list[str]:
+    """Names of graph-output tensors produced by an op of one of ``op_types`` (e.g. the final Sigmoid)."""
+    model = read_model(content)
+    graph, names = model.subgraphs[0], _op_names(model)
+    return [_tensor_name(graph, out) for i, op in enumerate(graph.operators) if names[i] in op_types
+            for out in op.outputs if out in set(graph.outputs)]
+
+
+def _role(shape: Sequence[int]) -> str:
+    """salsdk's name for an output: rank 2 is class probabilities, a map is the saliency."""
+    return CLASS_PROBS if len(shape) == 2 else SALIENCY
+
+
+def name_io_tensors(content: Content) -> Content:
+    """Rename the graph input to ``input`` and outputs to ``saliency``/``class_probs``, signature included.
+
+    onnx2tf and the SavedModel route name them ``Identity``/``serving_default_input:0``/``PartitionedCall:0``;
+    with the ONNX names the file documents itself and runtimes can pick outputs by name.
+    """
+    schema = _schema()
+    model = read_model(content)
+    graph = model.subgraphs[0]
+    if len(graph.inputs) != 1:
+        raise ValueError(f"the TFLite graph has {len(graph.inputs)} inputs; salsdk models have one")
+    new_names = {graph.inputs[0]: INPUT_NAME}
+    roles = [_role(graph.tensors[i].shape) for i in graph.outputs]
+    if len(set(roles)) != len(roles):
+        raise ValueError(f"cannot tell the TFLite outputs apart by rank: {roles}")
+    new_names.update(zip(graph.outputs, roles))
+    for index, name in new_names.items():
+        graph.tensors[index].name = name.encode()
+
+    def tensor_map(index: int) -> Any:
+        entry = schema.TensorMapT()
+        entry.name, entry.tensorIndex = new_names[index].encode(), index
+        return entry
+
+    signature = schema.SignatureDefT()
+    signature.signatureKey, signature.subgraphIndex = b"serving_default", 0
+    signature.inputs = [tensor_map(i) for i in graph.inputs]
+    signature.outputs = [tensor_map(i) for i in graph.outputs]
+    model.signatureDefs = [signature]
+    return write_model(model)
+
+
+def embed_manifest(path: Path, manifest_json: str) -> None:
+    """Add (or replace) the ``salsdk_manifest`` metadata entry: a buffer holding the UTF-8 JSON; atomic write."""
+    schema = _schema()
+    path = Path(path)
+    model = read_model(path.read_bytes())
+    data = np.frombuffer(manifest_json.encode("utf-8"), dtype=np.uint8)
+    model.metadata = model.metadata or []
+    entry = next((m for m in model.metadata if m.name and m.name.decode() == EMBED_KEY), None)
+    if entry is None:
+        buffer = schema.BufferT()
+        model.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name, entry.buffer = EMBED_KEY.encode(), len(model.buffers) - 1
+        model.metadata.append(entry)
+    model.buffers[entry.buffer].data = data
+    write_bytes(path, write_model(model))
