@@ -294,9 +294,10 @@ class Manifest:
     Create one with :func:`read_manifest` (from a bundle, verified) or :func:`build_manifest` (at conversion).
     """
 
-    def __init__(self, data: Mapping[str, Any], source: str = "manifest") -> None:
+    def __init__(self, data: Mapping[str, Any], source: str = "manifest", stored_schema: str = SCHEMA_NAME) -> None:
         self._data = json.loads(json.dumps(data))  # a private deep copy: accessors cannot be used to mutate it
         self.source = source
+        self.stored_schema = stored_schema  # the schema the file was written in (older ones are upgraded on read)
         check_document(self._data, source)
 
     # -- identity
@@ -683,7 +684,7 @@ def read_manifest(bundle: str | Path, verify: bool = True) -> Manifest:
         raise BundleError(f"{path} is not valid JSON: {exc}; {REDO}") from None
     if not isinstance(stored, dict):
         raise BundleError(f"{path}: a manifest is a JSON object, this is a {type(stored).__name__}; {REDO}")
-    manifest = Manifest(_current(stored, str(path)), str(path))
+    manifest = Manifest(_current(stored, str(path)), str(path), str(stored["schema"]))
     if verify:
         verify_files(bundle, manifest)
         verify_embedded(bundle, manifest, stored)

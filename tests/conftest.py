@@ -63,3 +63,31 @@ def tinyhd_s_bundles(tmp_path_factory, tinyhd_s_weights, shared_video):
     """ONNX fp32/int8 and TFLite fp32/int8 bundles of TinyHD-S-x1/4 (official weights), calibrated on the video."""
     return convert_bundles(tmp_path_factory.mktemp("bundles_s"), "TinyHD-S-x0.25", TINYHD_S_FORMATS,
                            weights=str(tinyhd_s_weights), calib=str(shared_video), n_calib=4, n_eval=2)
+
+
+UNISAL_FORMATS = "onnx-fp32,tflite-fp32,tflite-int8,coreml-fp16"
+
+
+@pytest.fixture(scope="session")
+def unisal_bundles(tmp_path_factory) -> Path:
+    """Small real image bundles (UniSal random init, 96x128): ONNX fp32, TFLite fp32/int8, CoreML fp16; converted
+    once per session and shared by the runtime, contract, bench and Android tests (copy before changing one)."""
+    out, outcomes, _ = convert_bundles(tmp_path_factory.mktemp("bundles_unisal"), "UniSal", UNISAL_FORMATS,
+                                       weights=None, size=(96, 128), n_calib=4, n_eval=2)
+    assert all(o.status.startswith("accepted") for o in outcomes), [(o.format.key, o.status, o.message) for o in outcomes]
+    return out
+
+
+def reseal(bundle: Path, edit) -> None:
+    """Re-publish ``bundle`` with ``edit(document)`` applied to its manifest, as a conversion would write it: the
+    edited manifest embedded in the model file and the file pinned again (so it verifies; a plain edit does not)."""
+    import json
+
+    from salsdk.convert.formats import FORMATS_BY_KEY
+    from salsdk.manifest import MANIFEST_NAME, embedded_part, pin_files, read_manifest
+
+    manifest = read_manifest(bundle)
+    document = embedded_part(manifest.to_dict())
+    edit(document)
+    FORMATS_BY_KEY[manifest.format.key].embed_manifest(bundle / manifest.model_file, json.dumps(document, sort_keys=True))
+    (bundle / MANIFEST_NAME).write_text(pin_files(document, bundle).to_json(), encoding="utf-8")

@@ -2,7 +2,7 @@
 
 A session fixture converts two small real bundles (TinyHD-S-x1/4 with the official weights as TFLite fp32, a clip
 model with an NTHWC input; UniSal random-init at 96x128 as TFLite int8, an image model), exports them with
-:func:`salsdk.android_export.export_android` into a temporary app and vectors folder (nothing is written into the
+:func:`salsdk.clients.android.export_android` into a temporary app and vectors folder (nothing is written into the
 git tree), compiles ``android_demo/core`` and its ``main``-based test runner with ``kotlinc`` and runs it with
 ``java``. kotlinc comes from npm: ``npm install --prefix android_demo/.kotlin kotlin-compiler@2.4.20``.
 """
@@ -55,15 +55,17 @@ def kotlin_runner(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def bundles(tmp_path_factory, tinyhd_s_weights, shared_video) -> list[Path]:
-    """Two real bundles: TinyHD-S-x0.25 TFLite fp32 (official weights) and UniSal TFLite int8 (random init)."""
+def bundles(tmp_path_factory, tinyhd_s_weights, shared_video, unisal_bundles) -> list[Path]:
+    """Three real bundles: TinyHD-S-x0.25 TFLite fp32 (official weights; a clip model), UMSI TFLite fp32 (random
+    init, 96x128; letterboxed, BGR) and UniSal TFLite int8 (random init, 96x128; int8 input and output)."""
     out = tmp_path_factory.mktemp("android_bundles")
     convert(ConvertOptions(model="TinyHD-S-x0.25", weights=str(tinyhd_s_weights),
                            formats=select_formats("tflite-fp32", False, False), out=out, calib=str(shared_video),
                            n_calib=4, n_eval=2), log=lambda _: None)
-    convert(ConvertOptions(model="UniSal", weights=None, formats=select_formats("tflite-int8", True, False),
-                           out=out, size=(96, 128), n_calib=4, n_eval=2), log=lambda _: None)
-    found = [out / "TinyHD-S-x0.25-tflite-fp32", out / "UniSal-tflite-int8"]
+    convert(ConvertOptions(model="UMSI", weights=None, formats=select_formats("tflite-fp32", False, False),
+                           out=out, size=(96, 128), n_calib=2, n_eval=2), log=lambda _: None)
+    shutil.copytree(unisal_bundles / "UniSal-tflite-int8", out / "UniSal-tflite-int8")
+    found = [out / "TinyHD-S-x0.25-tflite-fp32", out / "UMSI-tflite-fp32", out / "UniSal-tflite-int8"]
     for bundle in found:
         read_manifest(bundle)
     return found
@@ -90,12 +92,19 @@ def run_kotlin(jar: Path, vectors: Path, bench: Path) -> tuple[subprocess.Comple
 
 def test_kotlin_core_reproduces_python_vectors(exported, kotlin_runner, tmp_path):
     _, vectors = exported
-    assert sorted(p.name for p in vectors.iterdir()) == ["TinyHD-S-x0.25-tflite-fp32", "UniSal-tflite-int8"]
+    assert sorted(p.name for p in vectors.iterdir()) == ["TinyHD-S-x0.25-tflite-fp32", "UMSI-tflite-fp32",
+                                                         "UniSal-tflite-int8", "letterbox.json",
+                                                         "salsdk-manifest-2.schema.json"]
     done, passed, failed = run_kotlin(kotlin_runner, vectors, tmp_path / "bench.json")
     assert done.returncode == 0 and failed == 0 and passed > 0, done.stdout
     for needed in ("TinyHD-S-x0.25-tflite-fp32/dhf1k_0068_f0-15: pre-processed tensor NTHWC",
                    "UniSal-tflite-int8/coffee: pre-processed tensor NHWC", "UniSal-tflite-int8/astronaut: overlay",
-                   "TinyHD-S-x0.25-tflite-fp32/dhf1k_0068_f0-15: map 72x128"):
+                   "TinyHD-S-x0.25-tflite-fp32/dhf1k_0068_f0-15: map 72x128",
+                   "UMSI-tflite-fp32/astronaut_300x451: geometry [5, 0, 85, 128]",  # 300 * 128 // 451 = 85 rows
+                   "UMSI-tflite-fp32/astronaut_300x451: map 300x451", "UMSI-tflite-fp32/astronaut_7x1000: map 7x1000",
+                   "UMSI-tflite-fp32/astronaut_451x300: overlay", "letterbox vectors: fit and un-crop of 3000 sizes",
+                   "UMSI-tflite-fp32: manifest valid against salsdk-manifest-2.schema.json",
+                   "UniSal-tflite-int8: edited manifest refused by the schema and the parser"):
         assert any(line.startswith("PASS " + needed) for line in done.stdout.splitlines()), (needed, done.stdout)
 
 
@@ -120,6 +129,8 @@ def test_kotlin_runner_fails_on_a_wrong_vector(exported, kotlin_runner, tmp_path
     _, vectors = exported
     broken = tmp_path / "vectors"
     shutil.copytree(vectors / "UniSal-tflite-int8", broken / "UniSal-tflite-int8")
+    for shared in ("letterbox.json", "salsdk-manifest-2.schema.json"):
+        shutil.copy2(vectors / shared, broken / shared)
     spec = json.loads((broken / "UniSal-tflite-int8" / "vectors.json").read_text())
     target = broken / "UniSal-tflite-int8" / spec["cases"][0]["maps"][0]["file"]
     import gzip
@@ -135,7 +146,7 @@ def test_export_copies_a_verified_bundle_atomically(exported, bundles, tmp_path)
     app, vectors = exported
     assets = app / ASSETS
     manifest = read_manifest(assets)  # the last export (UniSal) verifies against its pinned hashes
-    assert manifest["model"]["name"] == "UniSal" and (assets / manifest["model_file"]).is_file()
+    assert manifest.model_name == "UniSal" and (assets / manifest.model_file).is_file()
     assert not [p for p in assets.parent.iterdir() if p.name.startswith(".")], "no staging folder may remain"
     assert not [p for p in vectors.iterdir() if p.name.startswith(".")]
     spec = json.loads((vectors / "TinyHD-S-x0.25-tflite-fp32" / "vectors.json").read_text())
@@ -150,16 +161,16 @@ def test_export_cli(bundles, tmp_path):
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    args = parser.parse_args(["android", "--bundle", str(bundles[1]), "--app", str(tmp_path / "app"), "--no-vectors"])
+    args = parser.parse_args(["android", "--bundle", str(bundles[-1]), "--app", str(tmp_path / "app"), "--no-vectors"])
     assert run(args) == 0
-    assert read_manifest(tmp_path / "app" / ASSETS)["format"]["key"] == "tflite-int8"
+    assert read_manifest(tmp_path / "app" / ASSETS).format.key == "tflite-int8"
     assert not (tmp_path / "app" / "core").exists()
     tampered = tmp_path / "tampered"
-    shutil.copytree(bundles[1], tampered)
+    shutil.copytree(bundles[-1], tampered)
     with open(tampered / "model.tflite", "ab") as handle:
         handle.write(b"\0")
     from salsdk.errors import BundleError
 
-    with pytest.raises(BundleError):
+    with pytest.raises(BundleError, match="model.tflite has .* bytes, the manifest pins"):
         run(parser.parse_args(["android", "--bundle", str(tampered), "--app", str(tmp_path / "app2")]))
     assert not (tmp_path / "app2" / ASSETS).exists()

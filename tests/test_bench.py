@@ -111,27 +111,20 @@ def test_android_demo_parser():
     assert second.latency_ms_p50 == 22.1 and second.runs == 50 and second.load_s == pytest.approx(0.95)
 
 
-def _fake_bundle(folder: Path, name: str, runtime: str, key: str) -> Path:
-    from salsdk.manifest import SCHEMA
+def _copy_bundles(source: Path, folder: Path, *keys: str) -> Path:
+    """Copies of the session's real UniSal bundles ``keys`` in ``folder``."""
+    import shutil
 
-    bundle = folder / name
-    bundle.mkdir(parents=True)
-    (bundle / "model.tflite").write_bytes(b"0")
-    manifest = {"schema": SCHEMA, "model": {"name": "UniSal", "temporal": None}, "model_file": "model.tflite",
-                "format": {"key": key, "runtime": runtime, "precision": key.split("-")[1]},
-                "input": {"shape": [1, 192, 256, 3], "layout": "NHWC",
-                          "preprocessing": {"size": [192, 256], "frames": 1}},
-                "fidelity": {"cc_min": 0.995, "cc_mean": 0.997}, "weights": {"trained": False, "seed": 0}}
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
-    return bundle
+    for key in keys:
+        shutil.copytree(source / f"UniSal-{key}", folder / f"UniSal-{key}")
+    return folder
 
 
-def test_device_plan(tmp_path):
+def test_device_plan(tmp_path, unisal_bundles):
+    from salsdk.bench.measure import discover_bundles
     from salsdk.bench.mobile import device_plan, plan_script
 
-    _fake_bundle(tmp_path, "UniSal-tflite-int8", "litert", "tflite-int8")
-    _fake_bundle(tmp_path, "UniSal-onnx-fp32", "onnxruntime", "onnx-fp32")
-    from salsdk.bench.measure import discover_bundles
+    _copy_bundles(unisal_bundles, tmp_path, "tflite-int8", "onnx-fp32")
 
     plan = device_plan(discover_bundles([tmp_path]), threads=(1, 4))
     assert {p["bundle"] for p in plan} == {"UniSal-tflite-int8"}  # benchmark_model runs .tflite only
@@ -146,23 +139,24 @@ def test_device_plan(tmp_path):
     assert script.startswith("#!/bin/sh") and "adb push" in script and "report_peak_memory_footprint" in script
 
 
-def test_import_cli_enriches_from_bundles(tmp_path):
-    from salsdk.bench.cli import main
+def test_import_cli_enriches_from_bundles(tmp_path, unisal_bundles):
     from salsdk.bench.store import ResultStore
+    from salsdk.cli import main
+    from salsdk.manifest import read_manifest
 
-    bundles = tmp_path / "bundles"
-    _fake_bundle(bundles, "UniSal-tflite-int8", "litert", "tflite-int8")
+    bundles = _copy_bundles(unisal_bundles, tmp_path / "bundles", "tflite-int8")
+    fidelity = read_manifest(bundles / "UniSal-tflite-int8").fidelity
     log = tmp_path / "UniSal-tflite-int8__xnnpack_t4.txt"
     log.write_text(BENCHMARK_MODEL_LOG)
     demo = tmp_path / "demo.json"
     demo.write_text(json.dumps(ANDROID_DEMO_EXAMPLE))
     db = tmp_path / "db.sqlite"
-    assert main(["import", str(log), str(demo), "--bundles", str(bundles), "--db", str(db),
+    assert main(["bench", "import", str(log), str(demo), "--bundles", str(bundles), "--db", str(db),
                  "--device-name", "Pixel 7", "--out", str(tmp_path / "report")]) == 0
     rows = ResultStore(db).query()
     assert {r.source for r in rows} == {"benchmark_model", "android-demo"}
     imported = next(r for r in rows if r.source == "benchmark_model")
-    assert imported.input_shape == [1, 3, 192, 256] and imported.fidelity_cc_min == 0.995
+    assert imported.input_shape == [1, 3, 96, 128] and imported.fidelity_cc_min == fidelity.cc_min
     assert imported.macs and imported.params == 10_448_833
     assert (tmp_path / "report" / "report.md").is_file()
 
@@ -249,10 +243,10 @@ def test_tinyhd_runtime_pair_target_compares_tflite_with_onnx_runtime():
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """UniSal, random init, 64x64, PyTorch eager + ONNX fp32, 3 runs each, through the CLI."""
-    from salsdk.bench.cli import main
+    from salsdk.cli import main
 
     root = tmp_path_factory.mktemp("bench")
-    code = main(["--model", "UniSal", "--random-init", "--size", "64x64", "--formats", "onnx-fp32", "--runs", "3",
+    code = main(["bench", "--model", "UniSal", "--random-init", "--size", "64x64", "--formats", "onnx-fp32", "--runs", "3",
                  "--warmup", "1", "--max-seconds", "10", "--threads", "1", "--cache-dir", str(root / "cache"),
                  "--db", str(root / "db.sqlite"), "--out", str(root / "report"), "--quiet", "--claims"])
     return code, root
@@ -291,10 +285,10 @@ def test_tiny_run_report_files(tiny_run):
 
 
 def test_tiny_run_table_and_report_action(tiny_run, capsys):
-    from salsdk.bench.cli import main
+    from salsdk.cli import main
 
     _, root = tiny_run
-    assert main(["report", "--db", str(root / "db.sqlite"), "--out", str(root / "again")]) == 0
+    assert main(["bench", "report", "--db", str(root / "db.sqlite"), "--out", str(root / "again")]) == 0
     out = capsys.readouterr().out
     assert "pytorch-fp32 / pytorch" in out and "1.00x ref" in out and "onnx-fp32 / onnxruntime" in out
     assert (root / "again" / "report.md").is_file()

@@ -13,14 +13,14 @@ import re
 
 import numpy as np
 import pytest
-from conftest import TINYHD_S_FORMATS, convert_bundles
+from conftest import TINYHD_S_FORMATS, convert_bundles, reseal
 from PIL import Image
 
 import salsdk
 from salsdk.cli import main
 from salsdk.errors import InputError, WeightsError
 from salsdk.imageio import iter_video_frames
-from salsdk.manifest import MANIFEST_NAME, read_manifest
+from salsdk.manifest import read_manifest
 from salsdk.metrics import cc
 from salsdk.parity import check_bundles, format_report, reference_predictor
 
@@ -67,7 +67,7 @@ def test_mimo_bundle_streams_one_map_per_frame_like_pytorch(key, m_bundles, fram
         assert mine.shape == frames[0].shape[:2]
         assert cc(mine, reference) > 0.9999 and np.abs(mine - reference).max() < 1e-3
     if key == "tflite-fp32":
-        assert predictor.manifest["graph"]["rewrite"] == "tinyhd-framewise-2d"
+        assert predictor.manifest.graph_rewrite == "tinyhd-framewise-2d"
         assert predictor.describe()["xnnpack"]
 
 
@@ -79,12 +79,12 @@ def test_miso_bundles_stream_within_their_manifest_fidelity(key, tinyhd_s_bundle
     counts, maps = _stream(predictor, few)
     assert counts == [1] * len(few)  # MISO: a map for every pushed frame, from the first one on
     reference = list(salsdk.load(S_MODEL, weights=tinyhd_s_weights).predict_video(few))
-    fidelity = predictor.manifest["fidelity"]
+    fidelity = predictor.manifest.fidelity
     measured = min(cc(a, b) for a, b in zip(maps, reference))
-    if fidelity["cc_min"] > 0.9999:  # fp32: the same numbers up to float rounding
+    if fidelity.cc_min > 0.9999:  # fp32: the same numbers up to float rounding
         assert measured > 0.9999
     else:  # int8: what the gate measured on its held-out windows (stream starts included) holds here too
-        assert measured >= fidelity["cc_min"] - 0.01
+        assert measured >= fidelity.cc_min - 0.01
 
 
 def test_check_prints_the_agreement_matrix_on_frames_not_used_for_calibration(tinyhd_s_bundles, tinyhd_s_weights):
@@ -92,7 +92,7 @@ def test_check_prints_the_agreement_matrix_on_frames_not_used_for_calibration(ti
     bundles = [out / f"{S_MODEL}-{k}" for k in TINYHD_S_FORMATS.split(",")]
     report = check_bundles(bundles, n_frames=6, weights=tinyhd_s_weights)
     assert report.labels == ["pytorch", *TINYHD_S_FORMATS.split(",")]
-    calibrated = {n for b in bundles for n in read_manifest(b)["quantization"].get("calibration_inputs") or []}
+    calibrated = {n for b in bundles for n in read_manifest(b).calibration_inputs}
     windows = [tuple(map(int, re.search(r"#frames(\d+)-(\d+)", n).groups())) for n in calibrated]
     checked = [int(n.rsplit("#frame", 1)[1]) for n in report.inputs.names]
     assert windows and checked == list(range(checked[0], checked[0] + 6))
@@ -110,15 +110,13 @@ def test_check_prints_the_agreement_matrix_on_frames_not_used_for_calibration(ti
 
 
 def test_check_cli_flags_a_bundle_below_its_gate(tinyhd_s_bundles, tinyhd_s_weights, tmp_path, capsys):
-    """A manifest that claims a gate the artifact cannot hold here: exit status 1 and a BELOW GATE verdict."""
+    """A bundle published with a gate the artifact cannot hold here: exit status 1 and a BELOW GATE verdict."""
     import shutil
 
     out, _, _ = tinyhd_s_bundles
     strict = tmp_path / "strict-int8"
     shutil.copytree(out / f"{S_MODEL}-onnx-int8", strict)
-    manifest = json.loads((strict / MANIFEST_NAME).read_text())
-    manifest["fidelity"]["min_cc"] = 0.999999  # the manifest itself is not pinned: only the model file is
-    (strict / MANIFEST_NAME).write_text(json.dumps(manifest))
+    reseal(strict, lambda document: document["fidelity"].update(min_cc=0.999999))
     report_path, plot_path = tmp_path / "parity.json", tmp_path / "parity.png"
     rejected = tmp_path / f"{S_MODEL}-tflite-int8-io.rejected.json"  # what a glob like out/Model-* also matches
     rejected.write_text("{}")
@@ -170,18 +168,10 @@ def test_predict_cli_streams_a_video_through_a_bundle(m_bundles, frames, pytorch
 
 
 # ------------------------------------------------------------------------------------------------ image bundles
-@pytest.fixture(scope="module")
-def unisal_bundles(tmp_path_factory):
-    out, outcomes, _ = convert_bundles(tmp_path_factory.mktemp("bundles_unisal"), "UniSal", "onnx-fp32,coreml-fp16",
-                                       weights=None, size=(128, 160), n_calib=4, n_eval=2)
-    assert [o.status for o in outcomes] == ["accepted", "accepted"], [o.message for o in outcomes]
-    return out
-
-
 def test_check_image_bundles_on_built_in_images_and_coreml_off_macos(unisal_bundles):
     bundles = [unisal_bundles / "UniSal-onnx-fp32", unisal_bundles / "UniSal-coreml-fp16"]
     report = check_bundles(bundles)
-    used = set(read_manifest(bundles[0])["fidelity"]["inputs"])
+    used = set(read_manifest(bundles[0]).fidelity.inputs)
     assert len(report.inputs.names) == 6 and report.inputs.images
     assert report.rows[0].measured_cc_min > 0.9999  # the untrained model is rebuilt from the manifest's seed
     if platform.system() != "Darwin":

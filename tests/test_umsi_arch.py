@@ -490,3 +490,106 @@ def test_keras_parity_tf1_upsampling_odd_size_auto_names(keras_float64, tmp_path
     assert stats["heat_rel"] < 1e-6, stats
     assert stats["probs_abs"] < 1e-9, stats
     assert stats["feat_rel"] < 1e-12, stats
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# End to end against the official pipeline (sal_imp_utilities: cv2 padding, BGR means, postprocess_predictions)
+# ----------------------------------------------------------------------------------------------------------------
+def official_padding(img: np.ndarray, shape_r: int, shape_c: int) -> np.ndarray:
+    """``sal_imp_utilities.padding`` as released (the test's oracle): float rates, integer division, cv2 resize."""
+    import cv2
+
+    padded = np.zeros((shape_r, shape_c, 3), dtype=np.uint8)
+    rows_rate, cols_rate = img.shape[0] / shape_r, img.shape[1] / shape_c
+    if rows_rate > cols_rate:
+        new_cols = (img.shape[1] * shape_r) // img.shape[0]
+        img = cv2.resize(img, (new_cols, shape_r))
+        new_cols = min(new_cols, shape_c)
+        padded[:, (shape_c - new_cols) // 2:(shape_c - new_cols) // 2 + new_cols] = img
+    else:
+        new_rows = (img.shape[0] * shape_c) // img.shape[1]
+        img = cv2.resize(img, (shape_c, new_rows))
+        new_rows = min(new_rows, shape_r)
+        padded[(shape_r - new_rows) // 2:(shape_r - new_rows) // 2 + new_rows, :] = img
+    return padded
+
+
+def official_postprocess(pred: np.ndarray, shape_r: int, shape_c: int) -> np.ndarray:
+    """``postprocess_predictions`` as released, without its final rescale to 0-255 (CC ignores it)."""
+    import cv2
+
+    rows_rate, cols_rate = shape_r / pred.shape[0], shape_c / pred.shape[1]
+    if rows_rate > cols_rate:
+        new_cols = (pred.shape[1] * shape_r) // pred.shape[0]
+        pred = cv2.resize(pred, (new_cols, shape_r))
+        return pred[:, (pred.shape[1] - shape_c) // 2:(pred.shape[1] - shape_c) // 2 + shape_c]
+    new_rows = (pred.shape[0] * shape_c) // pred.shape[1]
+    pred = cv2.resize(pred, (shape_c, new_rows))
+    return pred[(pred.shape[0] - shape_r) // 2:(pred.shape[0] - shape_r) // 2 + shape_r, :]
+
+
+def official_box(h: int, w: int, rows: int, cols: int) -> tuple[int, int, int, int]:
+    """(top, left, height, width) the official padding pastes an (h, w) image at, read off its arithmetic.
+
+    Where the official code's scaled side is 0 pixels (it then fails in cv2.resize), salsdk keeps 1 pixel."""
+    if h / rows > w / cols:
+        new_cols = max(1, min((w * rows) // h, cols))
+        return 0, (cols - new_cols) // 2, rows, new_cols
+    new_rows = max(1, min((h * cols) // w, rows))
+    return (rows - new_rows) // 2, 0, new_rows, cols
+
+
+def official_uncrop(mh: int, mw: int, h: int, w: int) -> tuple[tuple[int, int], int, int]:
+    """``postprocess_predictions``'s resize and crop: ((resize_h, resize_w), top, left)."""
+    if h / mh > w / mw:
+        new_cols = (mw * h) // mh
+        return (h, new_cols), 0, (new_cols - w) // 2
+    new_rows = (mh * w) // mw
+    return (new_rows, w), (new_rows - h) // 2, 0
+
+
+def test_letterbox_geometry_is_the_official_rule_over_thousands_of_sizes():
+    rng = np.random.default_rng(0)
+    sizes = [(int(h), int(w)) for h, w in rng.integers(1, 4000, size=(4000, 2))]
+    sizes += [(h, w) for h in range(1, 60) for w in range(1, 60)]  # every small size: ties and 1-pixel sides
+    targets = [UMSI_INPUT_SIZE, (96, 128), (480, 640), (320, 240)]
+    differ = []
+    for k, (h, w) in enumerate(sizes):
+        rows, cols = targets[k % len(targets)]
+        if letterbox_fit((h, w), (rows, cols)) != official_box(h, w, rows, cols):
+            differ.append(("fit", h, w, rows, cols))
+        if uncrop_fit((2 * rows, 2 * cols), (h, w)) != official_uncrop(2 * rows, 2 * cols, h, w):
+            differ.append(("uncrop", h, w, rows, cols))
+    assert len(sizes) > 7000 and not differ, differ[:10]
+
+
+@pytest.mark.slow
+def test_end_to_end_maps_equal_the_official_pipeline_on_non_square_images(tf_keras, tmp_path):
+    """A model in the official format (Keras .h5), run by the official pre/post-processing (cv2) and by
+    ``salsdk.load('UMSI', weights=...)``, gives the same heat maps on images whose fitted side is not whole.
+
+    The weights are salsdk's stand-in (normalised like a trained network, :mod:`salsdk.standins`): a raw random
+    Xception is chaotic, and cv2's fixed-point resize (1 grey level on ~10% of pixels) alone moves its maps to
+    CC 0.98, which would hide what this test is about, the geometry.
+    """
+    import cv2
+    from skimage import data
+
+    import salsdk
+    from salsdk.metrics import cc
+
+    path = tmp_path / "umsi_official_layout.h5"
+    write_keras_layout_h5(salsdk.create_model("UMSI", weights=None), path, KERAS22_NAMES)
+    keras_model = build_keras_umsi(tf_keras, "tf1", residual_names=KERAS22_NAMES)  # as Keras 2.2 / TF1 ran it
+    keras_model.load_weights(str(path), by_name=True)
+    predictor = salsdk.load("UMSI", weights=path)
+    for h, w in [(300, 451), (451, 300), (7, 1000), (333, 500)]:
+        rgb = cv2.resize(data.astronaut(), (w, h), interpolation=cv2.INTER_AREA)
+        x = official_padding(np.ascontiguousarray(rgb[..., ::-1]), *UMSI_INPUT_SIZE).astype(np.float64)
+        x -= np.array(UMSI_MEAN_BGR)
+        heat = np.asarray(keras_model(x[None].astype(np.float32), training=False)[0])[0, :, :, 0]
+        assert (heat > 0).mean() > 0.2, "degenerate heat map"
+        official = official_postprocess(heat, h, w)
+        ours = predictor.predict(rgb)
+        assert ours.shape == official.shape == (h, w)
+        assert cc(ours, official) >= 0.999, (h, w, cc(ours, official))

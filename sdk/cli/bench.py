@@ -1,4 +1,4 @@
-"""``salsdk bench`` / ``python -m salsdk.bench``: measure, compare with PyTorch eager and the papers, report.
+"""``salsdk bench`` / ``python -m salsdk bench``: measure, compare with PyTorch eager and the papers, report.
 
 Actions (first positional argument, default ``run``):
 
@@ -78,7 +78,7 @@ def _ints(text: str | None, what: str) -> list[int]:
 
 
 def _sizes(values: list[str] | None) -> list[tuple[int, int]] | None:
-    from salsdk.convert.cli import parse_size
+    from .convert import parse_size
 
     if not values:
         return None

@@ -14,9 +14,9 @@ from typing import Callable
 
 from .. import atomic
 from ..errors import BundleError
-from ..manifest import MANIFEST_NAME, read_manifest
+from ..manifest import MANIFEST_NAME, SCHEMA_NAME, read_manifest
 from ..paths import REPOSITORY
-from .vectors import write_vectors
+from .vectors import write_shared_vectors, write_vectors
 
 DEFAULT_APP = REPOSITORY / "android_demo"
 ASSETS = Path("app/src/main/assets/bundle")
@@ -48,6 +48,9 @@ def export_android(bundle: Path, app: Path = DEFAULT_APP, vectors: bool = True,
     """
     bundle, app = Path(bundle), Path(app)
     manifest = read_manifest(bundle)
+    if manifest.stored_schema != SCHEMA_NAME:
+        raise BundleError(f"{bundle / MANIFEST_NAME} is {manifest.stored_schema}; the Android core reads {SCHEMA_NAME} "
+                          f"only: convert the model again with this salsdk")
     if manifest.format.runtime not in APP_RUNTIMES:
         raise BundleError(f"{bundle} is a {manifest.format.key} bundle ({manifest.format.runtime}); the Android demo "
                           f"runs TFLite bundles with LiteRT: convert with --format tflite and export that bundle")
@@ -61,5 +64,6 @@ def export_android(bundle: Path, app: Path = DEFAULT_APP, vectors: bool = True,
         with atomic.staging_folder(root, bundle.name) as work:
             write_vectors(bundle, work, log)
             atomic.replace_folder(work, root / bundle.name)
+        write_shared_vectors(root)
         log(f"test vectors -> {root / bundle.name}")
     return assets

@@ -13,7 +13,9 @@
 * the post-processed maps at the original resolution (min-max, without and with Gaussian smoothing) and the
   heat-map overlay; and the letterbox geometry Python used (``content``, ``uncrop``).
 
-``vectors.json`` (schema :data:`VECTORS_SCHEMA`) describes every file and the tolerances. The Kotlin core's tests
+``vectors.json`` (schema :data:`VECTORS_SCHEMA`) describes every file and the tolerances.
+:func:`write_shared_vectors` adds, beside the bundle folders, the manifest JSON Schema clients validate each
+``manifest.json`` against and ``letterbox.json``: the official letterbox fit and un-crop for thousands of sizes. The Kotlin core's tests
 (``android_demo/core/src/test``) and the browser client's tests read the same files.
 """
 from __future__ import annotations
@@ -26,8 +28,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..geometry import uncrop_fit
-from ..manifest import MANIFEST_NAME, Manifest, read_manifest
+from ..geometry import letterbox_fit, uncrop_fit
+from ..manifest import MANIFEST_NAME, SCHEMA_FILE, Manifest, read_manifest
 from ..paths import shared_video
 from ..postprocess import PostprocessOptions, apply_postprocess, overlay, restore_map
 from ..preprocess import preprocess_image, resize_bilinear
@@ -38,7 +40,14 @@ LETTERBOX_SIZES = ((300, 451), (451, 300), (7, 1000))  # fitted side not a whole
 CLIP_FRAMES_STORED = (0, -1)  # first and last frame of a clip's window
 MAP_OPTIONS = ({"smooth": 0.0, "min_max": True}, {"smooth": 0.02, "min_max": True})
 ALPHA = 0.5
-TOLERANCES = {"input": 1e-4, "map": 1e-3, "overlay": 1}
+TOLERANCES = {"input": 1e-4, "map": 1e-3, "overlay": 1}  # tensor units (at least), map units, grey levels
+INPUT_TOLERANCE_LEVELS = 0.01  # pre-processed tensors agree to 1/100 of an 8-bit grey level
+
+
+def tolerances(manifest: Manifest) -> dict[str, float]:
+    """Tolerances of a bundle's vectors: the input's in its own units (1/100 grey level, at least 1e-4)."""
+    pre = manifest.preprocessing
+    return {**TOLERANCES, "input": max(TOLERANCES["input"], INPUT_TOLERANCE_LEVELS * pre.scale / min(pre.std))}
 _TO_LAYOUT = {"NHWC": (0, 2, 3, 1), "NTHWC": (0, 2, 3, 4, 1)}
 
 
@@ -148,6 +157,34 @@ def write_vectors(bundle: Path, out: Path, log: Callable[[str], None] = print) -
         written.append(case)
         log(f"  vectors: {name} ({len(frames)} frame(s) {frames[0].shape[1]}x{frames[0].shape[0]})")
     spec = {"schema": VECTORS_SCHEMA, "bundle": bundle.name, "model": manifest.model_name,
-            "format": manifest.format.key, "tolerances": TOLERANCES, "cases": written}
+            "format": manifest.format.key, "tolerances": tolerances(manifest), "cases": written}
     (out / "vectors.json").write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     return out
+
+
+LETTERBOX_CASES = 3000
+LETTERBOX_TARGETS = ((240, 320), (480, 640), (96, 128), (320, 240))
+
+
+def letterbox_cases(n: int = LETTERBOX_CASES, seed: int = 0) -> list[dict[str, Any]]:
+    """The official letterbox fit and un-crop of ``n`` image sizes (1 to 5000 pixels a side, extreme aspect
+    ratios included) into the usual input and output sizes."""
+    rng = np.random.default_rng(seed)
+    sizes = [(300, 451), (451, 300), (7, 1000), (1000, 7), (1, 5000), (240, 320), (480, 640)]
+    sizes += [(int(h), int(w)) for h, w in rng.integers(1, 5001, size=(n - len(sizes), 2))]
+    made = []
+    for k, (h, w) in enumerate(sizes):
+        rows, cols = LETTERBOX_TARGETS[k % len(LETTERBOX_TARGETS)]
+        (rh, rw), top, left = uncrop_fit((2 * rows, 2 * cols), (h, w))
+        made.append({"image": [h, w], "input": [rows, cols], "content": list(letterbox_fit((h, w), (rows, cols))),
+                     "map": [2 * rows, 2 * cols], "uncrop": [rh, rw, top, left]})
+    return made
+
+
+def write_shared_vectors(root: Path) -> None:
+    """Write the manifest JSON Schema and ``letterbox.json`` into the vectors folder ``root``."""
+    from .. import atomic
+
+    atomic.write_bytes(root / SCHEMA_FILE.name, SCHEMA_FILE.read_bytes())
+    atomic.write_text(root / "letterbox.json", json.dumps({"schema": "salsdk-letterbox-vectors/1",
+                                                           "cases": letterbox_cases()}) + "\n")

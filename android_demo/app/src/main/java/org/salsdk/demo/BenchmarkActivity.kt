@@ -67,8 +67,8 @@ class BenchmarkActivity : ComponentActivity() {
             (((x * 255) / w + (i % 3) * 60 + ((x / 16 + y / 16) % 2) * 50) and 0xFF).toByte()
         })
         val prepared = core.prepare(image)
-        val tensor = core.inputTensor(List(manifest.preprocessing.frames) { prepared })
-        val mapsPerRun = if (manifest.temporal == "mimo") manifest.preprocessing.frames else 1
+        val tensor = core.inputTensor(List(manifest.frames) { prepared })
+        val mapsPerRun = if (manifest.temporal?.mode == "mimo") manifest.frames else 1
         val results = ArrayList<BenchReport.Result>()
         for (delegate in delegates) {
             for (threads in if (delegate.usesThreads) threadCounts else listOf(1)) {

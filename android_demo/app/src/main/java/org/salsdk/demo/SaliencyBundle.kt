@@ -21,7 +21,7 @@ class SaliencyBundle(val core: SaliencyCore, val model: MappedByteBuffer, val fi
         val m = core.manifest
         val shape = m.input.dims.joinToString("x")
         val trained = if (m.trained) "" else "  UNTRAINED (random init)"
-        val fidelity = m.fidelityCcMin?.let { "  fidelity CC min %.4f".format(it) } ?: ""
+        val fidelity = "  fidelity CC min %.4f (gate %.2f)".format(m.fidelityCcMin, m.gate)
         return "$name: input ${m.input.layout} $shape ${m.input.dtype}, ${m.preprocessing.resize} " +
             "${m.preprocessing.channelOrder}$fidelity$trained\nlicence: ${m.licence}"
     }

@@ -23,15 +23,44 @@ class FloatMap(val width: Int, val height: Int, val values: FloatArray) {
 }
 
 /**
- * Where an image went inside the model input (salsdk `preprocess.Geometry`): [content] is
- * (top, left, height, width) of the image inside the [inputH] x [inputW] input.
+ * Where an image went inside the model input (salsdk `geometry.Geometry`): [content] is
+ * (top, left, height, width) of the image inside the [inputH] x [inputW] input; [letterbox] says the map comes
+ * back by the official UMSI un-crop ([Letterbox.uncrop]).
  */
-data class Geometry(val originalH: Int, val originalW: Int, val inputH: Int, val inputW: Int, val content: IntArray) {
+data class Geometry(val originalH: Int, val originalW: Int, val inputH: Int, val inputW: Int, val content: IntArray,
+                    val letterbox: Boolean = false) {
     override fun equals(other: Any?): Boolean = other is Geometry && originalH == other.originalH &&
         originalW == other.originalW && inputH == other.inputH && inputW == other.inputW &&
-        content.contentEquals(other.content)
+        content.contentEquals(other.content) && letterbox == other.letterbox
 
-    override fun hashCode(): Int = listOf(originalH, originalW, inputH, inputW, content.toList()).hashCode()
+    override fun hashCode(): Int = listOf(originalH, originalW, inputH, inputW, content.toList(), letterbox).hashCode()
+}
+
+/**
+ * The official UMSI letterbox (`sal_imp_utilities.padding` / `postprocess_predictions`), in integers, exactly as
+ * salsdk `geometry.letterbox_fit` / `uncrop_fit`: the side that overflows most is fitted, the other scaled by
+ * integer division (kept at >= 1 pixel); equal ratios fit the width.
+ */
+object Letterbox {
+    /** (top, left, height, width) of an (h, w) image letterboxed into (rows, cols). */
+    fun fit(h: Int, w: Int, rows: Int, cols: Int): IntArray {
+        if (h.toLong() * cols > w.toLong() * rows) {
+            val nw = max(1, min(cols, (w.toLong() * rows / h).toInt()))
+            return intArrayOf(0, (cols - nw) / 2, rows, nw)
+        }
+        val nh = max(1, min(rows, (h.toLong() * cols / w).toInt()))
+        return intArrayOf((rows - nh) / 2, 0, nh, cols)
+    }
+
+    /** (resizeH, resizeW, top, left): resize an (mh, mw) map to cover an (h, w) image, then cut (h, w) at (top, left). */
+    fun uncrop(mh: Int, mw: Int, h: Int, w: Int): IntArray {
+        if (h.toLong() * mw > w.toLong() * mh) {
+            val nw = (mw.toLong() * h / mh).toInt()
+            return intArrayOf(h, nw, 0, (nw - w) / 2)
+        }
+        val nh = (mh.toLong() * w / mw).toInt()
+        return intArrayOf(nh, w, (nh - h) / 2, 0)
+    }
 }
 
 /** A pre-processed frame: normalised HWC floats (channels in the manifest's order) and its [geometry]. */
@@ -45,8 +74,6 @@ data class PostOptions(
     val minMax: Boolean = true,
 )
 
-/** Python's `round()` (half to even) as an Int. */
-internal fun pyRound(x: Double): Int = Math.rint(x).toInt()
 
 /** Pre-processing, exactly as salsdk `sdk/preprocess.py`. */
 object Preprocess {
@@ -94,19 +121,13 @@ object Preprocess {
         return Axis(i0, i1, l0, l1)
     }
 
-    /** Fit (h, w) inside (th, tw) keeping the aspect ratio, centred (salsdk `letterbox_geometry`). */
-    fun letterboxGeometry(h: Int, w: Int, th: Int, tw: Int): Geometry {
-        val scale = min(th.toDouble() / h, tw.toDouble() / w)
-        val nh = max(1, min(th, pyRound(h * scale)))
-        val nw = max(1, min(tw, pyRound(w * scale)))
-        return Geometry(h, w, th, tw, intArrayOf((th - nh) / 2, (tw - nw) / 2, nh, nw))
-    }
+    /** Fit (h, w) inside (th, tw) by the official UMSI letterbox ([Letterbox.fit]). */
+    fun letterboxGeometry(h: Int, w: Int, th: Int, tw: Int): Geometry =
+        Geometry(h, w, th, tw, Letterbox.fit(h, w, th, tw), letterbox = true)
 
     /** Geometry of an (h, w) image under [pre]; [size] (the model input's height, width) overrides `pre.size`. */
     fun inputGeometry(pre: Preprocessing, h: Int, w: Int, size: IntArray? = null): Geometry {
-        val target = size ?: pre.size
-        if (pre.resize == "native" && target == null) return Geometry(h, w, h, w, intArrayOf(0, 0, h, w))
-        requireNotNull(target) { "pre-processing '${pre.resize}' needs an input size" }
+        val target = requireNotNull(size ?: pre.size) { "pre-processing '${pre.resize}' needs an input size" }
         if (pre.resize == "letterbox") return letterboxGeometry(h, w, target[0], target[1])
         return Geometry(h, w, target[0], target[1], intArrayOf(0, 0, target[0], target[1]))
     }
@@ -186,23 +207,18 @@ object Quant {
 
 /** Post-processing, exactly as salsdk `sdk/postprocess.py`. */
 object Postprocess {
-    /** Undo letterboxing (crop the content box in output coordinates) and resize to the original size. */
+    /**
+     * A raw map onto the original image: resized to its size, or for letterboxed inputs the official un-crop
+     * (resized to cover the image, then its centre cut out; [Letterbox.uncrop]).
+     */
     fun restoreMap(map: FloatMap, g: Geometry): FloatMap {
-        val h = map.height; val w = map.width
-        var values = map.values
-        var mh = h; var mw = w
-        val (top, left, ch, cw) = g.content.toList()
-        if (top != 0 || left != 0 || ch != g.inputH || cw != g.inputW) {
-            val sy = h.toDouble() / g.inputH; val sx = w.toDouble() / g.inputW
-            val y0 = pyRound(top * sy); val x0 = pyRound(left * sx)
-            val y1 = min(h, max(y0 + 1, pyRound((top + ch) * sy))); val x1 = min(w, max(x0 + 1, pyRound((left + cw) * sx)))
-            mh = y1 - y0; mw = x1 - x0
-            val crop = FloatArray(mh * mw)
-            for (y in 0 until mh) System.arraycopy(values, (y0 + y) * w + x0, crop, y * mw, mw)
-            values = crop
-        }
-        val out = Preprocess.resizeBilinear(values, mh, mw, 1, g.originalH, g.originalW)
-        return FloatMap(g.originalW, g.originalH, out)
+        val oh = g.originalH; val ow = g.originalW
+        if (!g.letterbox) return FloatMap(ow, oh, Preprocess.resizeBilinear(map.values, map.height, map.width, 1, oh, ow))
+        val (rh, rw, top, left) = Letterbox.uncrop(map.height, map.width, oh, ow).toList()
+        val covered = Preprocess.resizeBilinear(map.values, map.height, map.width, 1, rh, rw)
+        val out = FloatArray(oh * ow)
+        for (y in 0 until oh) System.arraycopy(covered, (top + y) * rw + left, out, y * ow, ow)
+        return FloatMap(ow, oh, out)
     }
 
     /** 1-D Gaussian weights of scipy's `gaussian_filter1d` (truncate 4.0). */

@@ -20,7 +20,7 @@ class SaliencyCore(val manifest: Manifest) {
 
     /** Float input tensor in the model's layout, for one image (or a clip of `frames` prepared frames). */
     fun inputTensor(frames: List<PreparedFrame>): FloatArray {
-        require(frames.size == pre.frames) { "${manifest.modelName} takes ${pre.frames} frame(s), got ${frames.size}" }
+        require(frames.size == manifest.frames) { "${manifest.modelName} takes ${manifest.frames} frame(s), got ${frames.size}" }
         return Preprocess.pack(frames, input.layout)
     }
 
@@ -84,7 +84,7 @@ class SaliencyCore(val manifest: Manifest) {
     fun overlay(image: RgbImage, map: FloatMap, alpha: Float = 0.5f): RgbImage = Postprocess.overlay(image, map, alpha)
 
     /** A sliding window of the last `frames` prepared frames, for clip models (TinyHD). */
-    fun newWindow(): ClipWindow = ClipWindow(pre.frames)
+    fun newWindow(): ClipWindow = ClipWindow(manifest.frames)
 
     companion object {
         /** Parse a manifest and build the core for it. */
