@@ -21,12 +21,10 @@ from salsdk.contract import Contract
 from salsdk.errors import InputError
 from salsdk.geometry import Geometry
 from salsdk.imageio import IMAGE_SUFFIXES, is_video_path, iter_video_frames, load_image
-from salsdk.paths import shared_dir, shared_video
+from salsdk.samples import builtin_images, builtin_video
 from salsdk.preprocess import preprocess_clip, preprocess_image, resize_bilinear
 
 STREAM_START_FRAMES = (1, 4, 8, 12)  # real frames in the stream-start windows of MISO calibration/evaluation
-SKIMAGE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
-                  "retina", "motorcycle_left", "cat", "camera", "page", "text")
 
 
 ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # onnx2tf downloads one when absent
@@ -61,26 +59,6 @@ class CalibrationData:
         chosen = [resize_bilinear(pixels[i], (128, 128)) for i in np.resize(np.arange(len(pixels)), 20)]
         np.save(path, np.clip(np.stack(chosen), 0.0, 1.0).astype(np.float32))
         return path
-
-
-def builtin_images(prefer_designs: bool = False) -> list[tuple[str, np.ndarray]]:
-    """The built-in real images: scikit-image's natural images and the shared design screenshots (if present)."""
-    from skimage import data
-
-    naturals = [(f"skimage:{n}", load_image(getattr(data, n)())) for n in SKIMAGE_IMAGES if hasattr(data, n)]
-    design_dir = shared_dir() / "data" / "images" / "design"
-    designs = [(f"shared:design/{p.name}", load_image(p)) for p in sorted(design_dir.glob("*"))
-               if p.suffix.lower() in IMAGE_SUFFIXES] if design_dir.is_dir() else []
-    first, second = (designs, naturals) if prefer_designs else (naturals, designs)
-    mixed: list[tuple[str, np.ndarray]] = []
-    for i in range(max(len(first), len(second))):  # interleave so both kinds reach calibration and evaluation
-        mixed += [pair for pair in (first[i:i + 1] + second[i:i + 1])]
-    return mixed
-
-
-def builtin_video() -> Path | None:
-    """The shared DHF1K clip, if present."""
-    return shared_video()
 
 
 def _images_from(source: Path) -> list[tuple[str, np.ndarray]]:

@@ -16,6 +16,7 @@ from .errors import InputError
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+MAX_IMAGE_PIXELS = 100_000_000  # larger images are refused before decoding (e.g. 10000x10000); downscale them first
 
 
 def load_image(source: ImageLike) -> np.ndarray:
@@ -27,7 +28,10 @@ def load_image(source: ImageLike) -> np.ndarray:
     if isinstance(source, np.ndarray):
         return _array_to_rgb(source)
     if isinstance(source, Image.Image):
+        _check_size(source.size, "<PIL image>")
         return _pil_to_rgb(source, "<PIL image>")
+    if not isinstance(source, (str, Path)):
+        raise InputError(f"an image is a path, a PIL image or an array, got {type(source).__name__}")
     path = Path(source)
     if not path.exists():
         raise InputError(f"image {path} does not exist")
@@ -35,12 +39,26 @@ def load_image(source: ImageLike) -> np.ndarray:
         raise InputError(f"{path} is a folder, not an image (use predict on its files, or the CLI on the folder)")
     try:
         with Image.open(path) as image:
+            _check_size(image.size, str(path))
             image.load()
             return _pil_to_rgb(image, str(path))
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{path}: {exc}; salsdk reads images up to {MAX_IMAGE_PIXELS // 10**6} megapixels: "
+                         "downscale it first (e.g. to 4000 pixels on the longer side)") from None
+    except PermissionError:
+        raise InputError(f"{path} cannot be read (permission denied)") from None
     except UnidentifiedImageError:
         raise InputError(f"{path} is not an image file PIL can read (supported: PNG, JPEG, BMP, GIF, TIFF, WebP)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path} could not be decoded, the file is probably truncated or corrupted: {exc}") from None
+
+
+def _check_size(size: tuple[int, int], name: str) -> None:
+    """Refuse images over :data:`MAX_IMAGE_PIXELS` before their pixels are decoded."""
+    w, h = size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise InputError(f"{name} is {w}x{h} pixels; salsdk reads images up to {MAX_IMAGE_PIXELS // 10**6} megapixels: "
+                         "downscale it first (e.g. to 4000 pixels on the longer side)")
 
 
 def _pil_to_rgb(image: Image.Image, name: str) -> np.ndarray:
@@ -117,20 +135,44 @@ def video_frame_count(path: str | Path) -> int | None:
 
 
 def iter_video_frames(path: str | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
-    """Yield the frames of a video file as (H, W, 3) uint8 RGB arrays, in order."""
+    """Yield the frames of a video file as (H, W, 3) uint8 RGB arrays, in order.
+
+    A frame FFmpeg cannot decode raises :class:`~salsdk.errors.InputError` naming its index, whether the decoder
+    fails or silently skips it (seen from the frame timestamps, or from fewer frames than the container declares).
+    """
     container = _open_video(path)
     count = 0
     with container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        declared = stream.frames or None
         try:
             for frame in container.decode(video=0):
+                index = _frame_index(frame, stream.time_base, rate, stream.start_time)
+                if index is not None and index > count:
+                    raise InputError(f"{path}: frame {count} could not be decoded (the next readable frame is "
+                                     f"{index}); the video is corrupt there: re-encode or cut it")
                 yield frame.to_ndarray(format="rgb24")
                 count += 1
                 if max_frames is not None and count >= max_frames:
                     return
+        except InputError:
+            raise
         except Exception as exc:  # PyAV raises FFmpeg errors of many types
-            raise InputError(f"{path}: video decoding failed after {count} frames: {exc}") from None
+            raise InputError(f"{path}: frame {count} could not be decoded ({exc}); the video is corrupt there: "
+                             "re-encode or cut it") from None
     if count == 0:
         raise InputError(f"{path} contains no decodable video frames")
+    if declared is not None and count < declared and max_frames is None:
+        raise InputError(f"{path}: the container declares {declared} frames but only {count} could be decoded: "
+                         f"frame {count} onwards is corrupt or missing; re-encode the video")
+
+
+def _frame_index(frame, time_base, rate, start) -> int | None:
+    """The frame's index in the stream from its timestamp, or None where the container gives no usable one."""
+    if frame.pts is None or not time_base or not rate:
+        return None
+    return round(float((frame.pts - (start or 0)) * time_base * rate))
 
 
 def _open_video(path: str | Path):

@@ -178,15 +178,15 @@ def first_free_run(ranges: Sequence[tuple[int, int]], total: int, length: int) -
 
 def default_inputs(manifests: Sequence[Manifest], n_images: int = 6, n_frames: int = 20) -> Inputs:
     """Real inputs that no bundle calibrated on: built-in images, or frames of the shared video (clip models)."""
-    from salsdk.quantize.calibration import builtin_images, builtin_video
+    from .samples import builtin_images, builtin_video
 
     used = _calibration_names(manifests)
     if manifests[0].is_clip:
         video = builtin_video()
         if video is None:
             raise InputError("no shared video for this clip model: pass --inputs VIDEO")
-        ranges = [(int(m["start"]), int(m["end"])) for m in map(_FRAME_RANGE.match, used)
-                  if m and Path(m["video"]).name == video.name]
+        ranges = [(int(found["start"]), int(found["end"])) for found in map(_FRAME_RANGE.match, used)
+                  if found and Path(found["video"]).name == video.name]
         total = video_frame_count(video) or sum(1 for _ in iter_video_frames(video))
         start, length = first_free_run(ranges, total, n_frames)
         stop = start + min(length, n_frames)

@@ -16,7 +16,7 @@ from .contract import Contract
 from .errors import InputError
 from .imageio import ImageLike, iter_video_frames, load_image
 from .postprocess import PostprocessOptions, apply_postprocess, restore_map
-from .preprocess import Geometry, preprocess_image
+from .preprocess import Geometry, preprocess_image, resize_bilinear
 from .runtimes.base import Runtime
 
 if TYPE_CHECKING:
@@ -37,10 +37,17 @@ class Prediction:
 
 
 class Predictor:
-    """Pre-process, run, post-process. Create it with :func:`salsdk.load`."""
+    """Pre-process, run, post-process. Create it with :func:`salsdk.load`.
+
+    ``max_side``: models that run at the image's own resolution (KDSalBox) get images whose longer side exceeds
+    it downscaled first (the map is brought back to the full size); None runs every image at its own size.
+    """
 
     def __init__(self, runtime: Runtime, contract: Contract, postprocess: PostprocessOptions | None = None,
-                 batch_size: int = 8, manifest: "Manifest | None" = None) -> None:
+                 batch_size: int = 8, manifest: "Manifest | None" = None, max_side: int | None = None) -> None:
+        if max_side is not None and (isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 32):
+            raise InputError(f"max_side must be a whole number of pixels >= 32, got {max_side!r}")
+        self.max_side = max_side
         self.runtime = runtime
         self.contract = contract
         self.postprocess = postprocess or PostprocessOptions()
@@ -84,13 +91,26 @@ class Predictor:
         if self.contract.is_video:
             raise InputError(f"{self.contract.model} is a video model: use predict_video(frames or path)")
         rgbs = [load_image(image) for image in images]
-        prepared = [preprocess_image(rgb, self.contract.preprocessing, self.runtime.input_hw) for rgb in rgbs]
+        inputs = [self._shrunk(rgb) for rgb in rgbs]
+        prepared = [preprocess_image(rgb, self.contract.preprocessing, self.runtime.input_hw) for rgb in inputs]
         results: list[Prediction | None] = [None] * len(rgbs)
         for indices in self._batches([p[0].shape for p in prepared]):
             outputs = self.runtime.run(np.stack([prepared[i][0] for i in indices]))
             for row, i in enumerate(indices):
-                results[i] = self._finish(outputs, row, prepared[i][1], postprocess)
+                result = self._finish(outputs, row, prepared[i][1], postprocess)
+                if inputs[i] is not rgbs[i]:  # back to the full size of the downscaled image
+                    result = Prediction(resize_bilinear(result.saliency, rgbs[i].shape[:2]), result.class_probs)
+                results[i] = result
         return results  # type: ignore[return-value]
+
+    def _shrunk(self, rgb: np.ndarray) -> np.ndarray:
+        """``rgb`` downscaled to :attr:`max_side` for native-resolution models, else itself."""
+        h, w = rgb.shape[:2]
+        if self.max_side is None or self.contract.preprocessing.resize != "native" or max(h, w) <= self.max_side:
+            return rgb
+        scale = self.max_side / max(h, w)
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        return np.clip(np.round(resize_bilinear(rgb, size)), 0, 255).astype(np.uint8)
 
     def _batches(self, shapes: list[tuple[int, ...]]) -> Iterator[list[int]]:
         limit = min(self.batch_size, self.runtime.max_batch or self.batch_size)

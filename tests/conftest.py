@@ -65,14 +65,18 @@ def tinyhd_s_bundles(tmp_path_factory, tinyhd_s_weights, shared_video):
                            weights=str(tinyhd_s_weights), calib=str(shared_video), n_calib=4, n_eval=2)
 
 
-UNISAL_FORMATS = "onnx-fp32,tflite-fp32,tflite-int8,coreml-fp16"
+def all_format_keys() -> str:
+    from salsdk.convert.formats import FORMATS
+
+    return ",".join(f.key for f in FORMATS)
 
 
 @pytest.fixture(scope="session")
 def unisal_bundles(tmp_path_factory) -> Path:
-    """Small real image bundles (UniSal random init, 96x128): ONNX fp32, TFLite fp32/int8, CoreML fp16; converted
-    once per session and shared by the runtime, contract, bench and Android tests (copy before changing one)."""
-    out, outcomes, _ = convert_bundles(tmp_path_factory.mktemp("bundles_unisal"), "UniSal", UNISAL_FORMATS,
+    """Small real image bundles (UniSal random init, 96x128) in every format of the format table; converted once
+    per session (about 40 s) and shared by the format, runtime, contract, bench and Android tests (copy before
+    changing one)."""
+    out, outcomes, _ = convert_bundles(tmp_path_factory.mktemp("bundles_unisal"), "UniSal", all_format_keys(),
                                        weights=None, size=(96, 128), n_calib=4, n_eval=2)
     assert all(o.status.startswith("accepted") for o in outcomes), [(o.format.key, o.status, o.message) for o in outcomes]
     return out

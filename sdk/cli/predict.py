@@ -8,14 +8,13 @@ stays bounded, with a per-frame progress bar.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 from PIL import Image, PngImagePlugin
 
+from salsdk import atomic
 from salsdk.errors import InputError
 from salsdk.imageio import IMAGE_SUFFIXES, is_video_path, load_image
 from salsdk.postprocess import PostprocessOptions, overlay, to_uint8
@@ -40,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="images per runtime call (default 8)")
     parser.add_argument("--threads", type=int, help="runtime threads")
     parser.add_argument("--cache-dir", help="weights cache folder")
+    parser.add_argument("--max-side", type=int, help="models that run at the image's own size (KDSalBox): "
+                        "downscale images whose longer side exceeds this many pixels (maps come back full size)")
 
 
 def expand_inputs(inputs: list[str]) -> Iterator[Path]:
@@ -62,13 +63,8 @@ def save_png(array: np.ndarray, path: Path, info: dict[str, str]) -> None:
     meta = PngImagePlugin.PngInfo()
     for key, value in info.items():
         meta.add_text(key, value)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic.temporary_file(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG", pnginfo=meta)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
     weights = None if args.random_init else (args.weights or "official")
     options = PostprocessOptions(histogram=args.histogram, smooth=args.smooth, center_prior=args.center_prior,
                                  scale=args.scale)
-    predictor = load(args.model, weights, cache_dir=args.cache_dir, threads=args.threads, postprocess=options)
+    out = atomic.writable_folder(Path(args.out), "--out")
+    predictor = load(args.model, weights, cache_dir=args.cache_dir, threads=args.threads, postprocess=options,
+                     max_side=args.max_side)
     contract = predictor.contract
     info = {"salsdk_model": contract.model, "salsdk_trained": str(contract.trained),
             "salsdk_runtime": predictor.runtime.name}
@@ -91,25 +89,38 @@ def run(args: argparse.Namespace) -> int:
     print(f"{contract.model} on {predictor.executes()}")
     if not contract.trained:
         print(f"warning: {contract.model} is UNTRAINED (random init): its maps mean nothing")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size {args.batch_size}: give a whole number of images >= 1")
     paths = list(expand_inputs(args.inputs))
     videos = [p for p in paths if is_video_path(p)]
     images = [p for p in paths if not is_video_path(p)]
-    written = 0
+    written, skipped = 0, []
     with tqdm(total=len(images), desc=f"images {contract.model}", unit="img", disable=not images) as bar:
-        for start in range(0, len(images), max(1, args.batch_size)):
-            batch = images[start:start + max(1, args.batch_size)]
-            rgbs = [load_image(p) for p in batch]
-            for path, rgb, result in zip(batch, rgbs, predictor.predict_batch_full(rgbs)):
+        for start in range(0, len(images), args.batch_size):
+            batch, rgbs = [], []
+            for path in images[start:start + args.batch_size]:
+                try:
+                    rgbs.append(load_image(path))
+                    batch.append(path)
+                except InputError as exc:  # one unreadable file must not stop the others
+                    skipped.append(str(exc))
+                    bar.write(f"skipped: {exc}")
+            for path, rgb, result in zip(batch, rgbs, predictor.predict_batch_full(rgbs) if rgbs else []):
                 _save(out, path.stem, rgb, result.saliency, info, not args.no_overlay)
                 if result.class_probs:
                     bar.write(f"{path.name}: class {result.top_class} ({result.class_probs[result.top_class]:.2f})")
             written += len(batch)
-            bar.update(len(batch))
+            bar.update(len(images[start:start + args.batch_size]))
     for path in videos:
-        written += _predict_video(predictor, path, out, info, not args.no_overlay)
+        try:
+            written += _predict_video(predictor, path, out, info, not args.no_overlay)
+        except InputError as exc:
+            skipped.append(str(exc))
+            print(f"skipped: {exc}")
     print(f"wrote {written} saliency map(s){'' if args.no_overlay else ' and overlays'} to {out}")
+    if skipped:
+        print(f"{len(skipped)} input(s) could not be used:\n" + "\n".join(f"  {line}" for line in skipped))
+        return 1
     return 0
 
 
