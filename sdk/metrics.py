@@ -2,8 +2,8 @@
 
 Two kinds of metric:
 
-* **Against fixations** (``fixations`` is a binary (H, W) map; every non-zero pixel is one fixated location, as
-  ``logical(fixationMap)`` in the MIT code): :func:`nss`, :func:`auc_judd`, :func:`auc_borji`,
+* **Against fixations** (``fixations`` is an (H, W) map; every pixel > 0 is one fixated location, as
+  ``fixationMap > 0`` in the MIT code; zero and negative entries are not fixations): :func:`nss`, :func:`auc_judd`, :func:`auc_borji`,
   :func:`auc_shuffled`, :func:`info_gain`.
 * **Between two continuous maps** (a prediction and a ground-truth density or importance map, or two model
   outputs): :func:`cc`, :func:`kl_div`, :func:`sim`, :func:`r2`, :func:`rmse`, and :func:`agreement`, which
@@ -18,8 +18,7 @@ Conventions, and where they come from:
   ``log_regularization=quotient_regularization=2.2204e-16`` variant is this one up to that 1e-20 floor.
 * :func:`sim` and :func:`info_gain` min-max normalise each map before sum-normalising it, as MIT
   ``similarity.m`` / ``InfoGain.m`` and KDSalBox's ``SIM`` do (for maps whose minimum is 0 that is just the
-  sum-normalised histogram intersection). A constant map becomes the uniform distribution (MIT gives NaN, or for
-  an all-zero map puts one fixation at pixel (100, 100)).
+  sum-normalised histogram intersection). A constant map becomes the uniform distribution (MIT gives NaN).
 * :func:`nss` and :func:`cc` standardise with the population std (``ddof=0``, as KDSalBox and pysaliency); MIT's
   Matlab ``std`` uses ``ddof=1``, available through ``nss(..., ddof=1)`` (CC does not depend on it).
 * The AUCs use MIT's threshold sweeps and trapezoid areas exactly (including AUC-Judd's linear interpolation
@@ -31,7 +30,8 @@ Inputs are anything :func:`numpy.asarray` accepts (NumPy arrays, lists, CPU tens
 are computed on in float64 and never modified. Invalid inputs (wrong rank, shape mismatch, NaN/inf, no
 fixations, negative values where a distribution is required) raise :class:`salsdk.InputError`, a
 :class:`ValueError`. Undefined results (the correlation or NSS of a constant map, R² against a constant ground
-truth, the AUC of a constant map) are returned as NaN, as the MIT code does.
+truth, AUC-Borji and the shuffled AUC of a constant map, AUC-Borji of a single fixation, AUC-Judd of a
+constant map without its default jitter) are returned as NaN, as the MIT code does.
 """
 from __future__ import annotations
 
@@ -92,13 +92,14 @@ def _as_pair(a: Any, b: Any, name_a: str, name_b: str) -> tuple[np.ndarray, np.n
 
 
 def _as_fixations(fixations: Any, shape: tuple[int, ...], name: str = "fixations") -> np.ndarray:
-    """A boolean mask of fixated pixels (non-zero entries), checked against ``shape`` and for emptiness."""
+    """A boolean mask of fixated pixels (entries > 0, as MIT's ``fixationMap > 0``), checked against ``shape`` and
+    for emptiness."""
     f = _as_map(fixations, name)
     if f.shape != shape:
         raise InputError(f"{name} has shape {f.shape} but the saliency map has shape {shape}; they must match")
-    mask = f != 0
+    mask = f > 0
     if not mask.any():
-        raise InputError(f"{name} has no fixations (no non-zero pixel); the metric is undefined")
+        raise InputError(f"{name} has no fixations (no pixel > 0); the metric is undefined")
     return mask
 
 
@@ -307,14 +308,14 @@ def auc_borji(saliency: Any, fixations: Any, n_splits: int = 100, step: float = 
     ``0:step:max`` (Matlab colon, inclusive) from high to low, TP and FP rates are the fractions of fixation and
     negative values >= threshold, and the curve's trapezoid area is averaged over the splits.
 
-    Invariant to a positive affine change of the map. NaN for a constant map.
+    Invariant to a positive affine change of the map. NaN for a constant map and for a single fixation (as MIT).
     """
     s = _as_map(saliency, "saliency")
     mask = _as_fixations(fixations, s.shape)
     _check_splits(n_splits, step)
     rng = _rng(seed)
     s = _range_normalize(s)
-    if s is None:
+    if s is None or mask.sum() < 2:
         return float("nan")
     flat = s.ravel()
     s_fix = flat[mask.ravel()]

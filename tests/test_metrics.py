@@ -502,3 +502,25 @@ def test_fidelity_gate_compares_only_the_image_content_of_letterboxed_inputs(smo
     assert content.cc_min == pytest.approx(M.cc(smooth_map[::-1], smooth_map)) and content.notes == [LETTERBOX_NOTE]
     full_geometry = [Geometry(original_hw=(24, 16), input_hw=(24, 16), content=(0, 0, 24, 16))]
     assert compare_outputs([reference], [candidate], ["x"], 0.99, geometry=full_geometry).cc_min == whole.cc_min
+
+
+def test_auc_borji_of_a_single_fixation_is_nan_as_in_the_mit_code():
+    saliency = np.arange(12.0).reshape(3, 4)
+    one = np.zeros((3, 4))
+    one[2, 3] = 1
+    assert math.isnan(M.auc_borji(saliency, one))
+    one[0, 0] = 1
+    assert not math.isnan(M.auc_borji(saliency, one))
+
+
+def test_only_positive_entries_are_fixations():
+    """MIT uses ``fixationMap > 0``: negative entries of a fixation map are not fixations."""
+    saliency = np.arange(12.0).reshape(3, 4)
+    positive = np.zeros((3, 4))
+    positive[2, 2:] = 1
+    with_negatives = positive.copy()
+    with_negatives[0, :2] = -1
+    for metric in (M.nss, M.auc_judd, M.auc_borji):
+        assert metric(saliency, with_negatives) == metric(saliency, positive)
+    with pytest.raises(InputError, match="no fixations"):
+        M.nss(saliency, -np.ones((3, 4)))
