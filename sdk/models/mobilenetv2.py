@@ -37,7 +37,23 @@ class ConvBNReLU6(nn.Sequential):
         )
 
 
-class InvertedResidual(nn.Module):
+class ResidualBlock(nn.Module):
+    """A block ``x + conv(x)`` (or ``conv(x)`` without a residual); subclasses set ``conv`` and ``use_residual``."""
+
+    conv: nn.Sequential
+    use_residual: bool
+
+    @property
+    def residual_branch_norm(self) -> nn.Module | None:
+        """The BatchNorm closing the residual branch (damped in untrained stand-ins), if there is a residual."""
+        return self.conv[-1] if self.use_residual else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.conv(x)
+        return x + out if self.use_residual else out
+
+
+class InvertedResidual(ResidualBlock):
     """Expand (1x1) -> depthwise 3x3 -> project (1x1, linear), with a residual when shapes allow."""
 
     def __init__(self, cin: int, cout: int, stride: int, expand_ratio: int) -> None:
@@ -53,15 +69,6 @@ class InvertedResidual(nn.Module):
             nn.BatchNorm2d(cout),
         ]
         self.conv = nn.Sequential(*layers)
-
-    @property
-    def residual_branch_norm(self) -> nn.Module | None:
-        """The BatchNorm closing the residual branch (damped in untrained stand-ins), if there is a residual."""
-        return self.conv[-1] if self.use_residual else None
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.conv(x)
-        return x + out if self.use_residual else out
 
 
 def mobilenet_v2_features(width_mult: float = 1.0, last_channels: int = 1280) -> nn.Sequential:

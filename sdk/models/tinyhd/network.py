@@ -87,6 +87,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..mobilenetv2 import ResidualBlock
 from .zoo import TINYHD_FRAMES
 
 Mode = Literal["S", "M"]
@@ -143,7 +144,7 @@ class ConvBNReLU6(nn.Sequential):
         )
 
 
-class InvertedResidual3d(nn.Module):
+class InvertedResidual3d(ResidualBlock):
     """MobileNetV2 block inflated to 3-D: [1x1x1 expand] -> depthwise (``temporal`` x 3 x 3) -> 1x1x1 project.
 
     Keys follow torchvision (``conv.0.0.weight``, ..., ``conv.3.bias``). The 1x1 convs are one-tap in time; only
@@ -164,15 +165,6 @@ class InvertedResidual3d(nn.Module):
         ]
         self.conv = nn.Sequential(*layers)
         self.use_residual = residual
-
-    @property
-    def residual_branch_norm(self) -> nn.Module | None:
-        """The BatchNorm closing the residual branch (damped in untrained stand-ins), if there is a residual."""
-        return self.conv[-1] if self.use_residual else None
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.conv(x)
-        return x + out if self.use_residual else out
 
 
 def _encoder_dw_temporal(block: int, mode: Mode) -> Temporal:
