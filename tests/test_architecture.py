@@ -156,7 +156,7 @@ def _documented_entry_points() -> set[str]:
     return {m for path in paths for m in re.findall(r"python -m (salsdk[\w.]*)", path.read_text(encoding="utf-8"))}
 
 
-@pytest.mark.parametrize("command", ["list", "weights", "predict", "check", "convert", "bench", "export"])
+@pytest.mark.parametrize("command", ["list", "weights", "predict", "batch", "check", "convert", "bench", "export"])
 def test_every_command_answers_help(command):
     done = subprocess.run([sys.executable, "-m", "salsdk", command, "--help"], capture_output=True, text=True,
                           timeout=120)
