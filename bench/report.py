@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable
 
-from .schema import SCHEMA, BenchResult
+from .schema import DEFAULT_GATE, SCHEMA, BenchResult
 
 FORMAT_ORDER = ("pytorch-fp32", "onnx-fp32", "onnx-fp16", "onnx-int8", "tflite-fp32", "tflite-fp16", "tflite-dr8",
                 "tflite-int8", "tflite-int8-io", "coreml-fp16", "coreml-w8")
@@ -133,6 +133,10 @@ def markdown_report(rows: list[BenchResult], targets: list | None = None, claims
         parts += ["## Targets", "", "```", targets_text(targets), "```", ""]
     if claims:
         parts += ["## Papers' claims vs ours", "", claims_markdown(claims), ""]
+    front = front_markdown(rows)
+    if front:
+        parts += ["## Fidelity/latency Pareto front", "", "No other row is both faster and more faithful; "
+                  "'x limit': latency over the compute limit (MACs at the measured GEMM peak).", "", front]
     if charts:
         parts += ["## Charts", ""] + [f"![{name}]({Path(path).name})" for name, path in charts.items()] + [""]
     profiled = [r for r in rows if r.extra.get("profile")]
@@ -182,7 +186,8 @@ def _chart_label(r: BenchResult, many_machines: bool, many_threads: bool) -> str
 
 
 def write_charts(rows: list[BenchResult], out: Path) -> dict[str, str]:
-    """latency.png, pareto.png and memory.png in ``out``; returns {name: path}."""
+    """latency.png, pareto.png (pareto-<model>.png for several models) and memory.png in ``out``; returns
+    {name: path}."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -218,37 +223,12 @@ def write_charts(rows: list[BenchResult], out: Path) -> dict[str, str]:
     fig.savefig(charts["latency"], dpi=110)
     plt.close(fig)
 
-    # fidelity vs latency, Pareto front per model. y: fidelity loss 1 - CC min on a log axis (better is up), so
-    # fp32 (loss ~1e-7), fp16 (~1e-5) and int8 (~1e-3) artifacts separate instead of piling up at CC = 1.0
-    models = sorted({r.model for r in ok})
-    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 4.8), squeeze=False)
-    for ax, model in zip(axes[0], models):
+    for model in sorted({r.model for r in ok}):
         pts = [r for r in ok if r.model == model and r.fidelity_cc_min is not None]
-        sizes = sorted({r.size_label for r in pts})
-        markers = dict(zip(sizes, "osD^v<>p*h"))
-        for i, r in enumerate(sorted(pts, key=lambda r: r.ms_per_map)):
-            ax.scatter(r.ms_per_map, fidelity_loss(r), color=FAMILY_COLOURS.get(_family(r), "#9467bd"),
-                       marker=markers[r.size_label], s=40, zorder=3)
-            ax.annotate(f"{r.label.replace(' / ', '/')} {r.size_label}" + (f" t{r.threads}" if many_threads else ""),
-                        (r.ms_per_map, fidelity_loss(r)), fontsize=6, rotation=20,
-                        xytext=(4, 4 if i % 2 == 0 else -10), textcoords="offset points")
-        front = pareto_front(pts)
-        if front:
-            ax.step([r.ms_per_map for r in front], [fidelity_loss(r) for r in front], where="post", color="red",
-                    lw=1, alpha=0.7, label="Pareto front")
-        ax.axhline(0.01, color="grey", ls="--", lw=0.8, label="acceptance: CC >= 0.99")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        worst = max([fidelity_loss(r) for r in pts] + [0.01])
-        ax.set_ylim(min(0.3, worst * 4), 1e-7 / 4)  # inverted: better (smaller loss) up
-        ax.set_xlabel("latency per map, p50 (ms, log)")
-        ax.set_ylabel("fidelity loss: 1 - CC min vs PyTorch fp32 (log; up is better)")
-        ax.set_title(f"{model}: fidelity vs latency ({', '.join(sizes)})", fontsize=9)
-        ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    charts["pareto"] = str(out / "pareto.png")
-    fig.savefig(charts["pareto"], dpi=110)
-    plt.close(fig)
+        if pts:
+            name = "pareto" if len({r.model for r in ok}) == 1 else f"pareto-{model}"
+            charts[name] = str(out / f"{name}.png")
+            _pareto_chart(plt, model, pts, many_threads, Path(charts[name]))
 
     # memory by format
     mem = [(lab, r) for lab, r in zip(labels, ok) if r.peak_rss_mb]
@@ -273,6 +253,70 @@ def write_charts(rows: list[BenchResult], out: Path) -> dict[str, str]:
         fig.savefig(charts["memory"], dpi=110)
         plt.close(fig)
     return charts
+
+
+def compute_limit_ms(r: BenchResult) -> float | None:
+    """The fastest a map could be computed here: its MACs at this machine's measured fp32 GEMM peak."""
+    peak = (r.machine_info.get("gemm") or {}).get("gmacs_per_s") if r.machine_info else None
+    return None if not (peak and r.macs) else r.macs / max(1, r.maps_per_run) / (peak * 1e9) * 1000.0
+
+
+def _pareto_chart(plt, model: str, pts: list[BenchResult], many_threads: bool, path: Path) -> None:
+    """Fidelity loss against latency for one model: numbered points (their labels listed beside the plot, so
+    none overlap), the Pareto front joined, the acceptance gate and this machine's compute limit marked.
+
+    y is the fidelity loss 1 - CC min on a log axis, better up, so fp32 (~1e-7), fp16 (~1e-5) and int8 (~1e-3)
+    artifacts separate instead of piling up at CC = 1.0."""
+    pts = sorted(pts, key=lambda r: r.ms_per_map)
+    front = pareto_front(pts)
+    fig, (ax, side) = plt.subplots(1, 2, figsize=(11, 5.2), gridspec_kw={"width_ratios": [1.6, 1]})
+    for n, r in enumerate(pts, start=1):
+        x, y = r.ms_per_map, fidelity_loss(r)
+        ax.scatter(x, y, color=FAMILY_COLOURS.get(_family(r), "#9467bd"), s=46, zorder=3,
+                   edgecolors="red" if r in front else "none", linewidths=1.5)
+        ax.annotate(str(n), (x, y), fontsize=8, xytext=(5, 3), textcoords="offset points")
+    ax.plot([r.ms_per_map for r in front], [fidelity_loss(r) for r in front], "-", color="red", lw=1.2, zorder=2,
+            label=f"Pareto front ({len(front)} of {len(pts)})")
+    gate = next((r.gate for r in pts if r.gate is not None), DEFAULT_GATE)
+    ax.axhline(1 - gate, color="grey", ls="--", lw=0.9, label=f"acceptance gate: CC >= {gate:g}")
+    limit = next((compute_limit_ms(r) for r in pts if compute_limit_ms(r)), None)
+    if limit:
+        ax.axvline(limit, color="black", ls=":", lw=0.9,
+                   label=f"fp32 compute limit here: {limit:.1f} ms/map (MACs at fp32 GEMM peak)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    worst = max([fidelity_loss(r) for r in pts] + [1 - gate])
+    ax.set_ylim(min(0.5, worst * 4), 1e-7 / 4)  # inverted: better (smaller loss) up
+    low = min([r.ms_per_map for r in pts] + ([limit] if limit else []))
+    ax.set_xlim(low / 1.6, max(r.ms_per_map for r in pts) * 1.6)
+    ax.set_xlabel("latency per map, p50 (ms, log)")
+    ax.set_ylabel("fidelity loss 1 - CC min vs PyTorch fp32 (log; up is better)")
+    ax.set_title(f"{model}: fidelity vs latency", fontsize=10)
+    ax.legend(fontsize=7, loc="lower left")
+    side.axis("off")
+    lines = [f"{n:>2}  {r.label}{f' t{r.threads}' if many_threads else ''} {r.size_label}: {r.ms_per_map:.1f} ms, "
+             f"CC {r.fidelity_cc_min:.4f}{'  *front' if r in front else ''}" for n, r in enumerate(pts, start=1)]
+    side.text(0, 1, "\n".join(lines), va="top", ha="left", fontsize=7.5, family="monospace", transform=side.transAxes)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def front_markdown(rows: list[BenchResult]) -> str:
+    """Per model, the rows on the fidelity/latency Pareto front, with the compute limit (report.md)."""
+    parts = []
+    for model in sorted({r.model for r in rows}):
+        pts = [r for r in rows if r.model == model and r.status == "ok" and r.ms_per_map and r.fidelity_cc_min is not None]
+        front = pareto_front(pts)
+        if not front:
+            continue
+        limit = next((compute_limit_ms(r) for r in pts if compute_limit_ms(r)), None)
+        parts += [f"**{model}**" + (f" (fp32 compute limit here: {limit:.1f} ms/map)" if limit else ""), "",
+                  "| format / runtime | input | ms/map | CC min | x limit |", "|---|---|---|---|---|"]
+        parts += [f"| {r.label} | {r.size_label} | {r.ms_per_map:.1f} | {r.fidelity_cc_min:.4f} | "
+                  f"{(r.ms_per_map / limit) if limit else float('nan'):.1f} |" for r in front]
+        parts.append("")
+    return "\n".join(parts)
 
 
 def fidelity_loss(r: BenchResult) -> float:

@@ -280,6 +280,7 @@ def test_tiny_run_report_files(tiny_run):
         assert (report / name).is_file() and (report / name).stat().st_size > 0, name
     text = (report / "report.md").read_text()
     assert "1.00x ref" in text and "Papers' claims vs ours" in text and "41.2 MB" in text
+    assert "## Fidelity/latency Pareto front" in text and " | 64x64 | " in text.split("Pareto front")[1]
     data = json.loads((report / "results.json").read_text())
     assert len(data["rows"]) == 2 and data["claims"]
 
@@ -292,3 +293,15 @@ def test_tiny_run_table_and_report_action(tiny_run, capsys):
     out = capsys.readouterr().out
     assert "pytorch-fp32 / pytorch" in out and "1.00x ref" in out and "onnx-fp32 / onnxruntime" in out
     assert (root / "again" / "report.md").is_file()
+
+
+def test_pareto_front_and_compute_limit():
+    from salsdk.bench.report import compute_limit_ms, pareto_front
+
+    def row(fmt, ms, cc):
+        return BenchResult(model="UniSal", format=fmt, runtime="onnxruntime", input_shape=[1, 3, 64, 64],
+                           latency_ms_p50=ms, fidelity_cc_min=cc, macs=2_000_000_000,
+                           machine_info={"gemm": {"gmacs_per_s": 100.0}})
+    rows = [row("a", 10, 0.999), row("b", 5, 0.995), row("c", 20, 0.998), row("d", 30, 1.0)]
+    assert [r.format for r in pareto_front(rows)] == ["b", "a", "d"]  # c is slower and less faithful than a
+    assert compute_limit_ms(rows[0]) == pytest.approx(20.0)  # 2 GMAC at 100 GMAC/s
