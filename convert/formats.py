@@ -24,6 +24,7 @@ EMBEDDERS = {
     "onnx": "salsdk.convert.onnx_export:embed_manifest",
     "tflite": "salsdk.tflite_model:embed_manifest",
     "coreml": "salsdk.convert.coreml_export:embed_manifest",
+    "pte": "salsdk.convert.pte_export:embed_manifest",
 }
 
 
@@ -63,6 +64,7 @@ class Format:
 _ONNX = "salsdk.convert.onnx_export"
 _TFLITE = "salsdk.convert.tflite_export"
 _COREML = "salsdk.convert.coreml_export"
+_PTE = "salsdk.convert.pte_export"
 
 FORMATS: tuple[Format, ...] = (
     Format("onnx-fp32", "onnx", "fp32", "onnxruntime", f"{_ONNX}:export_onnx", "base",
@@ -87,10 +89,12 @@ FORMATS: tuple[Format, ...] = (
            "CoreML ML Program, fp16 compute"),
     Format("coreml-w8", "coreml", "w8", "coreml", f"{_COREML}:export_coreml", "int8",
            "CoreML ML Program with 8-bit linear-quantised weights", f"{_COREML}:rank_w8"),
+    Format("pte-fp32", "pte", "fp32", "executorch", f"{_PTE}:export_pte", "base",
+           "ExecuTorch .pte, XNNPACK-delegated, from torch.export (no ONNX, no TensorFlow)", graph_rewrite=True),
 )
 
 FORMATS_BY_KEY = {f.key: f for f in FORMATS}
-FAMILIES: tuple[str, ...] = ("onnx", "tflite", "coreml")
+FAMILIES: tuple[str, ...] = ("onnx", "tflite", "coreml", "pte")
 
 
 def select_formats(families: str, int8: bool = False, fp16: bool = False) -> list[Format]:

@@ -66,7 +66,8 @@ class Predictor:
         elif "providers" in info:
             detail = info["providers"][0]
         else:
-            detail = str(info.get("device") or info.get("compute_units") or "")
+            detail = str(info.get("device") or info.get("compute_units") or info.get("delegate", "")).replace(
+                "xnnpack", "XNNPACK delegate")
         return f"{info['runtime']} {info.get('version', '')} ({detail}, {info.get('threads')} threads)"
 
     # ----------------------------------------------------------------------------------------------- images

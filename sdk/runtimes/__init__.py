@@ -17,6 +17,7 @@ RUNTIMES = {
     "onnxruntime": "salsdk.runtimes.onnx_runtime:OnnxRuntime",
     "litert": "salsdk.runtimes.litert_runtime:LiteRTRuntime",
     "coreml": "salsdk.runtimes.coreml_runtime:CoreMLRuntime",
+    "executorch": "salsdk.runtimes.executorch_runtime:ExecuTorchRuntime",
 }
 
 

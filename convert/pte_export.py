@@ -1,0 +1,88 @@
+"""ExecuTorch ``.pte`` (XNNPACK-delegated) from the PyTorch model: ``torch.export``, then
+``to_edge_transform_and_lower`` with the XNNPACK partitioner. No ONNX and no TensorFlow on this path.
+
+Clip models export their 2-D framewise graph (the format asks for the model's export rewrite), since grouped 3-D
+convolutions are not delegated. The operator report counts what stays outside the delegate: a bundle with
+undelegated operators says so in its graph notes, and the table shows the count.
+"""
+from __future__ import annotations
+
+import struct
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from salsdk.artifact_metadata import PTE_TRAILER_MAGIC, read_pte
+from salsdk.atomic import temporary_file
+from salsdk.errors import ConversionError
+from salsdk.manifest import EMBED_KEY, TensorSpec
+
+from .context import ExportContext, ExportResult
+from .formats import Format
+
+MODEL_FILE = "model.pte"
+DELEGATE_CALL = "executorch_call_delegate"
+
+
+def undelegated_ops(edge_program) -> dict[str, int]:
+    """Operators of a lowered edge program that run outside any delegate, by name."""
+    graph = edge_program.exported_program().graph_module.graph
+    counts: Counter[str] = Counter()
+    for node in graph.nodes:
+        if node.op != "call_function":
+            continue
+        name = getattr(node.target, "__name__", str(node.target))
+        if DELEGATE_CALL not in name and name != "getitem":
+            counts[name] += 1
+    return dict(sorted(counts.items()))
+
+
+def export_pte(ctx: ExportContext, fmt: Format, dest: Path, keep_float: Sequence[str] = ()) -> ExportResult:
+    """Write ``model.pte`` (fp32, XNNPACK): the PyTorch model of ``ctx`` at its static input shape."""
+    if fmt.precision != "fp32":
+        raise ConversionError(f"the ExecuTorch exporter makes fp32 only, not {fmt.precision}")
+    import executorch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    example = torch.zeros(ctx.input_shape).contiguous()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            exported = torch.export.export(ctx.model.eval(), (example,))
+            edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+            program = edge.to_executorch()
+    except Exception as exc:
+        raise ConversionError(f"ExecuTorch export of {ctx.card.name} failed: {str(exc).splitlines()[0]}") from exc
+    outside = undelegated_ops(edge)
+    (dest / MODEL_FILE).write_bytes(program.buffer)
+    with torch.no_grad():
+        outputs = ctx.model(example)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    layout = "NCTHW" if len(ctx.input_shape) == 5 else "NCHW"
+    specs = [TensorSpec(name, tuple(o.shape), "NC" if o.ndim == 2 else layout if o.ndim == len(ctx.input_shape)
+                        else "NCHW", "float32", role="class_probs" if o.ndim == 2 else "saliency")
+             for name, o in zip(ctx.output_names, outputs)]
+    from importlib.metadata import version
+
+    notes = [f"undelegated ops: {sum(outside.values())} {outside}" if outside else
+             "every operator runs in the XNNPACK delegate (0 undelegated)"]
+    return ExportResult(model_file=MODEL_FILE,
+                        inputs=[TensorSpec("input", tuple(ctx.input_shape), layout, "float32")], outputs=specs,
+                        tool_versions={"torch": torch.__version__, "executorch": version("executorch")},
+                        quantization={"undelegated_ops": outside}, graph_notes=notes)
+
+
+def embed_manifest(path: Path, manifest_json: str) -> None:
+    """Append (or replace) the manifest trailer: JSON, :data:`PTE_TRAILER_MAGIC`, its length (uint64 LE)."""
+    path = Path(path)
+    data = path.read_bytes()
+    old = read_pte(path, EMBED_KEY)
+    if old is not None:
+        data = data[:len(data) - 16 - len(old.encode("utf-8"))]
+    text = manifest_json.encode("utf-8")
+    with temporary_file(path) as tmp:
+        tmp.write_bytes(data + text + PTE_TRAILER_MAGIC + struct.pack("<Q", len(text)))
