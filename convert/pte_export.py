@@ -44,7 +44,6 @@ def export_pte(ctx: ExportContext, fmt: Format, dest: Path, keep_float: Sequence
     """Write ``model.pte`` (fp32, XNNPACK): the PyTorch model of ``ctx`` at its static input shape."""
     if fmt.precision != "fp32":
         raise ConversionError(f"the ExecuTorch exporter makes fp32 only, not {fmt.precision}")
-    import executorch
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
