@@ -51,6 +51,11 @@ def export_android(bundle: Path, app: Path = DEFAULT_APP, vectors: bool = True,
     if manifest.stored_schema != SCHEMA_NAME:
         raise BundleError(f"{bundle / MANIFEST_NAME} is {manifest.stored_schema}; the Android core reads {SCHEMA_NAME} "
                           f"only: convert the model again with this salsdk")
+    if manifest.format.family == "pte":
+        raise BundleError(f"{bundle} is an ExecuTorch bundle: this demo app runs TFLite bundles with LiteRT. On Android "
+                          "a .pte runs with the ExecuTorch Android library (org.pytorch:executorch-android: "
+                          "Module.load(path).forward(EValue.from(Tensor.fromBlob(input, shape)))) and the same "
+                          ":core pre/post-processing; convert with --format tflite to use this app")
     if manifest.format.runtime not in APP_RUNTIMES:
         raise BundleError(f"{bundle} is a {manifest.format.key} bundle ({manifest.format.runtime}); the Android demo "
                           f"runs TFLite bundles with LiteRT: convert with --format tflite and export that bundle")
