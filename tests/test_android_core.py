@@ -174,3 +174,13 @@ def test_export_cli(bundles, tmp_path):
     with pytest.raises(BundleError, match="model.tflite has .* bytes, the manifest pins"):
         run(parser.parse_args(["android", "--bundle", str(tampered), "--app", str(tmp_path / "app2")]))
     assert not (tmp_path / "app2" / ASSETS).exists()
+
+
+@pytest.mark.parametrize("key, says", [("onnx-fp32", "runs TFLite bundles with LiteRT"),
+                                       ("pte-fp32", "ExecuTorch Android library")])
+def test_export_refuses_bundles_the_app_cannot_run(unisal_bundles, tmp_path, key, says):
+    from salsdk.errors import BundleError
+
+    with pytest.raises(BundleError, match=says):
+        export_android(unisal_bundles / f"UniSal-{key}", app=tmp_path / "app", log=lambda _: None)
+    assert not (tmp_path / "app" / ASSETS).exists()
