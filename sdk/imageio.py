@@ -118,15 +118,6 @@ def is_video_path(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
-def video_fps(path: str | Path) -> float:
-    """Average frame rate of a video file (frames per second)."""
-    container = _open_video(path)
-    with container:
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate
-        return float(rate) if rate else 0.0
-
-
 def video_frame_count(path: str | Path) -> int | None:
     """Number of frames the container declares (None if it does not say), for progress bars."""
     container = _open_video(path)

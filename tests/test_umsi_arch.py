@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from salsdk.geometry import letterbox_fit, uncrop_fit
-from salsdk.models.umsi.checkpoint import RESIDUAL_BN, RESIDUAL_CONV, _decode, _torch_targets, keras_layer_table, load_keras_h5, torch_tensors_covered
+from salsdk.models.umsi.checkpoint import RESIDUAL_BN, RESIDUAL_CONV, decode_h5_text, torch_targets, keras_layer_table, load_keras_h5, torch_tensors_covered
 from salsdk.models.umsi.network import Conv2dSame, MaxPool2dSame, UMSI, UpsampleBilinear, build_umsi, tf_same_padding
 from salsdk.models.umsi.zoo import OFFICIAL_CHECKPOINT_BYTES, UMSI_INPUT_SIZE, UMSI_MEAN_BGR, UMSI_NUM_CLASSES, UMSI_OUTPUT_SIZE
 
@@ -156,7 +156,7 @@ def write_keras_layout_h5(model: UMSI, path: Path, residual_names: list[tuple[st
             name = rename.get(spec.keras_name, spec.keras_name)
             names.append(name)
             group = f.create_group(name)
-            targets = _torch_targets(model.get_submodule(spec.module), spec.kind)
+            targets = torch_targets(model.get_submodule(spec.module), spec.kind)
             weight_names = []
             for key in spec.expected_keys(model):
                 weight_names.append(f"{name}/{key}:0")
@@ -200,7 +200,7 @@ def _mutated_copy(src: Path, tmp_path: Path, mutate) -> Path:
 
 def _drop(f: h5py.File, name: str) -> None:
     del f[name]
-    f.attrs["layer_names"] = _names(n for n in f.attrs["layer_names"] if _decode(n) != name)
+    f.attrs["layer_names"] = _names(n for n in f.attrs["layer_names"] if decode_h5_text(n) != name)
 
 
 def test_loader_names_a_missing_layer(keras_layout_h5, tmp_path, shapes_only):

@@ -123,7 +123,7 @@ def _to_torch_layout(kind: str, key: str, array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _torch_targets(module: nn.Module, kind: str) -> dict[str, Tensor]:
+def torch_targets(module: nn.Module, kind: str) -> dict[str, Tensor]:
     """The PyTorch tensors each Keras array name of ``kind`` is written to."""
     if kind == "conv":
         return {"kernel": module.weight, "bias": module.bias}
@@ -139,7 +139,8 @@ def _torch_targets(module: nn.Module, kind: str) -> dict[str, Tensor]:
     raise KeyError(kind)
 
 
-def _decode(value: object) -> str:
+def decode_h5_text(value: object) -> str:
+    """An h5 attribute string (Keras writes bytes) as ``str``."""
     return value.decode("utf8") if isinstance(value, bytes) else str(value)
 
 
@@ -149,12 +150,12 @@ def _keras_layers(root: h5py.Group, path: Path) -> Iterator[tuple[str, dict[str,
     Array names are the last component of each ``weight_names`` entry without ``:0`` (``'x/y/kernel:0'`` ->
     ``'kernel'``), so TF1 variable-name suffixes and scopes do not matter.
     """
-    names = [_decode(n) for n in root.attrs["layer_names"]] if "layer_names" in root.attrs else list(root)
+    names = [decode_h5_text(n) for n in root.attrs["layer_names"]] if "layer_names" in root.attrs else list(root)
     for name in names:
         arrays: dict[str, np.ndarray] = {}
         try:
             group = root[name]
-            for weight_name in (_decode(w) for w in group.attrs.get("weight_names", [])):
+            for weight_name in (decode_h5_text(w) for w in group.attrs.get("weight_names", [])):
                 key = weight_name.rsplit("/", 1)[-1].split(":", 1)[0]
                 arrays[key] = np.asarray(group[weight_name])
         except KeyError as exc:
@@ -186,7 +187,7 @@ def _layer_configs(h5: h5py.File) -> dict[str, dict]:
     """{layer name: Keras config} from a full-model file's ``model_config`` attribute (JSON; empty if absent)."""
     if "model_config" not in h5.attrs:
         return {}
-    config = json.loads(_decode(h5.attrs["model_config"]))
+    config = json.loads(decode_h5_text(h5.attrs["model_config"]))
     return {layer["config"]["name"]: layer for layer in config.get("config", {}).get("layers", [])}
 
 
@@ -271,7 +272,7 @@ def load_keras_h5(model: UMSI, path: str | Path) -> None:
         module = model.get_submodule(spec.module)
         if name in configs:
             _check_config(spec, name, configs[name], module, path)
-        targets = _torch_targets(module, spec.kind)
+        targets = torch_targets(module, spec.kind)
         for key in want:
             value = _to_torch_layout(spec.kind, key, arrays[key])
             target = targets[key]
@@ -310,7 +311,7 @@ def torch_tensors_covered() -> set[str]:
     names = {id(t): k for k, t in model.state_dict(keep_vars=True).items()}
     covered: set[str] = set()
     for spec in keras_layer_table():
-        for key, tensor in _torch_targets(model.get_submodule(spec.module), spec.kind).items():
+        for key, tensor in torch_targets(model.get_submodule(spec.module), spec.kind).items():
             if tensor is not None and key in spec.expected_keys(model):
                 covered.add(names[id(tensor)])
     return covered
