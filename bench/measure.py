@@ -101,14 +101,15 @@ def weights_tag(weights: Any, seed: int, model: str) -> str:
     official one is downloaded and verified on first use)."""
     from salsdk.errors import WeightsError
     from salsdk.registry import get_card
-    from salsdk.weights import resolve_official, sha256_of
+    from salsdk.hashing import file_sha256
+    from salsdk.weights import resolve_official
 
     if weights is None:
         return f"random-seed{seed}"
     path = resolve_official(get_card(model)) if weights == "official" else Path(weights).expanduser()
     if not path.is_file():
         raise WeightsError(f"checkpoint {path} for {model} does not exist")
-    return ("official-" if weights == "official" else "w-") + sha256_of(path)[:12]
+    return ("official-" if weights == "official" else "w-") + file_sha256(path)[:12]
 
 
 def bench_home() -> Path:
@@ -248,7 +249,8 @@ def pinned_weights(manifest, given: Any) -> tuple[Any, int]:
     """
     from salsdk.errors import WeightsError
     from salsdk.registry import get_card
-    from salsdk.weights import cached_path, sha256_of
+    from salsdk.hashing import file_sha256
+    from salsdk.weights import cached_path
 
     pinned = manifest.weights
     if not pinned.trained:
@@ -256,7 +258,7 @@ def pinned_weights(manifest, given: Any) -> tuple[Any, int]:
     candidates = [Path(given).expanduser()] if given not in (None, "official") else []
     candidates.append(cached_path(get_card(manifest.model_name)))
     for path in candidates:
-        if path.is_file() and sha256_of(path) == pinned.sha256:
+        if path.is_file() and file_sha256(path) == pinned.sha256:
             return str(path), 0
     raise WeightsError(f"the checkpoint the bundles pin ({pinned.file_name}, SHA-256 {str(pinned.sha256)[:12]}) is not "
                        f"in the weights cache: pass it with --weights")

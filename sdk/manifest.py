@@ -37,6 +37,7 @@ from typing import Any, Mapping
 from .cards import Preprocessing, Temporal
 from .contract import Contract
 from .errors import BundleError
+from .hashing import file_sha256
 from .schema_check import SchemaViolation, validate
 
 SCHEMA_VERSION = 2
@@ -582,18 +583,10 @@ def upgrade_v1(v1: Mapping[str, Any], source: str) -> dict[str, Any]:
 def tree_sha256(path: Path) -> str:
     """SHA-256 of a file, or of a folder (``.mlpackage``) as the hash of its sorted (relative path, file hash) list."""
     if path.is_file():
-        return _file_sha256(path)
+        return file_sha256(path)
     digest = hashlib.sha256()
     for item in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(f"{item.relative_to(path).as_posix()}\0{_file_sha256(item)}\n".encode())
-    return digest.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+        digest.update(f"{item.relative_to(path).as_posix()}\0{file_sha256(item)}\n".encode())
     return digest.hexdigest()
 
 

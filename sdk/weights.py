@@ -15,7 +15,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping, Union
 from .atomic import write_text
 from .cards import ModelCard
 from .errors import WeightsError
+from .hashing import file_sha256
 from .paths import salsdk_home
 
 if TYPE_CHECKING:
@@ -52,15 +52,6 @@ def offline_mode(offline: bool | None = None) -> bool:
     if offline is not None:
         return bool(offline)
     return os.environ.get("SALSDK_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def sha256_of(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cached_path(card: ModelCard, cache_dir: str | Path | None = None) -> Path:
@@ -122,7 +113,7 @@ def verify_file(path: str | Path, expected_sha256: str | None, source: str = "ex
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"checkpoint {path} does not exist")
-    actual = sha256_of(path)
+    actual = file_sha256(path)
     if expected_sha256 is not None and actual != expected_sha256.lower():
         raise WeightsError(
             f"checkpoint {path} has SHA-256 {actual}, but {expected_sha256} is {source}: the file is corrupted, "

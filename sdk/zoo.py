@@ -7,7 +7,8 @@ from torch import nn
 
 from .errors import WeightsError
 from .registry import get_entry
-from .weights import OFFICIAL, WeightsArg, WeightsInfo, check_finite, expected_hash, resolve_official, sha256_of
+from .hashing import file_sha256
+from .weights import OFFICIAL, WeightsArg, WeightsInfo, check_finite, expected_hash, resolve_official
 
 __all__ = ["OFFICIAL", "WeightsArg", "create_model"]
 
@@ -49,7 +50,7 @@ def create_model(name: str, weights: WeightsArg = OFFICIAL, *, cache_dir: str | 
         model = entry.build()
         entry.load_weights(model, path)
         check_finite(model, str(path))
-        digest = sha256_of(path)
+        digest = file_sha256(path)
         known, _ = expected_hash(card, cache_dir)
         info = WeightsInfo(model=card.name, trained=True, path=str(path), sha256=digest,
                            official=official or digest == known)

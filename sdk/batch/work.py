@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import atomic
 from ..errors import SalsdkError
+from ..hashing import file_sha256
 from ..imageio import is_video_path, load_image
 from ..postprocess import overlay
 from .stats import map_stats, parse_ratio
@@ -54,14 +55,6 @@ class BatchSpec:
 def input_id(path: str) -> str:
     """A stable file-name stem for an input: its name plus a hash of its absolute path (unique per input)."""
     return f"{Path(path).stem[:60]}-{hashlib.sha1(path.encode('utf-8')).hexdigest()[:10]}"
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_map(saliency: np.ndarray, stem: Path, formats: tuple[str, ...]) -> tuple[str, float, float]:
@@ -107,7 +100,7 @@ class Worker:
                                "latency_ms": None, "peak_x": None, "peak_y": None, "mean": None,
                                "entropy_bits": None, "crops": None, **self.identity}
         try:
-            row["input_sha256"] = _sha256(path)
+            row["input_sha256"] = file_sha256(path)
             start = time.perf_counter()
             row.update(self._video(path) if row["kind"] == "video" else self._image(path))
             row["latency_ms"] = (time.perf_counter() - start) * 1000.0
