@@ -17,7 +17,7 @@ from typing import Sequence
 
 from ..errors import SalsdkError
 
-COMMANDS = ("list", "weights", "predict", "batch", "check", "convert", "bench", "export")
+COMMANDS = ("list", "weights", "predict", "batch", "check", "convert", "bench", "export", "serve")
 
 
 def _module(name: str):
