@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .schema import ANDROID_DEMO_SCHEMA, BenchResult, latency_stats
+from .browser import WEB_BENCH_SCHEMA, parse_web_bench
+from .schema import ANDROID_DEMO_SCHEMA, BenchResult, canonical_shape, latency_stats
 
 DEVICE_DIR = "/data/local/tmp/salsdk"
 BENCHMARK_BINARY = "/data/local/tmp/benchmark_model"
@@ -210,11 +211,7 @@ def parse_android_demo(data: dict[str, Any]) -> list[BenchResult]:
         if not (model and fmt):
             guess_model, guess_format = split_bundle_name(item.get("bundle", "?"))
             model, fmt = model or guess_model, fmt or guess_format
-        shape = list(item.get("input_shape") or [])
-        if len(shape) == 4 and shape[-1] == 3:  # NHWC -> NCHW, the schema's canonical layout
-            shape = [shape[0], 3, shape[1], shape[2]]
-        elif len(shape) == 5 and shape[-1] == 3:  # NTHWC -> NCTHW
-            shape = [shape[0], 3, shape[1], shape[2], shape[3]]
+        shape = canonical_shape(item.get("input_shape") or [])
         row = BenchResult(model=model, format=fmt, runtime="litert", delegate=item.get("delegate", "cpu"),
                           precision=fmt.split("-", 1)[-1], device="android", input_shape=shape,
                           threads=item.get("threads"), maps_per_run=int(item.get("maps_per_run", 1)),
@@ -277,11 +274,14 @@ def enrich_from_bundles(rows: list[BenchResult], bundles: list[Path]) -> list[Be
 
 def import_file(path: Path, device_name: str | None = None, model: str | None = None,
                 format: str | None = None) -> list[BenchResult]:
-    """Rows from one file: Android demo JSON, or ``benchmark_model`` text output."""
+    """Rows from one file: Android demo JSON, the web page's benchmark JSON, or ``benchmark_model`` text output."""
     text = Path(path).read_text(encoding="utf-8", errors="replace")
     stripped = text.lstrip()
     if stripped.startswith("{"):
-        rows = parse_android_demo(json.loads(text))
+        data = json.loads(text)
+        if data.get("schema") == WEB_BENCH_SCHEMA:
+            return parse_web_bench(data)
+        rows = parse_android_demo(data)
         if device_name:
             for r in rows:
                 r.machine, r.machine_id = device_name, f"device:{device_name}"

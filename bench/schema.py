@@ -19,7 +19,7 @@ SCHEMA = "salsdk-bench/1"
 DEFAULT_GATE = 0.99
 
 #: where a row's numbers come from
-SOURCES = ("measured", "benchmark_model", "android-demo")
+SOURCES = ("measured", "benchmark_model", "android-demo", "browser")
 
 
 @dataclass
@@ -148,6 +148,16 @@ class BenchResult:
         if row.input_shape:
             row.input_shape = [int(d) for d in row.input_shape]
         return row
+
+
+def canonical_shape(shape: list[int]) -> list[int]:
+    """An input shape as a client fed it (NHWC / NTHWC, channels last) in the schema's canonical NCHW / NCTHW."""
+    shape = [int(d) for d in shape]
+    if len(shape) == 4 and shape[-1] == 3:
+        return [shape[0], 3, shape[1], shape[2]]
+    if len(shape) == 5 and shape[-1] == 3:
+        return [shape[0], 3, shape[1], shape[2], shape[3]]
+    return shape
 
 
 def percentile(values: list[float], q: float) -> float:

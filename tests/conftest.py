@@ -82,6 +82,25 @@ def unisal_bundles(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def umsi_bundles(tmp_path_factory) -> Path:
+    """UMSI (random init, 96x128: letterboxed, BGR, design classes) as ONNX and TFLite fp32, converted once per
+    session and shared by the Android and browser tests."""
+    out, outcomes, _ = convert_bundles(tmp_path_factory.mktemp("bundles_umsi"), "UMSI", "onnx-fp32,tflite-fp32",
+                                       weights=None, size=(96, 128), n_calib=2, n_eval=2)
+    assert all(o.status.startswith("accepted") for o in outcomes), [(o.format.key, o.status, o.message) for o in outcomes]
+    return out
+
+
+@pytest.fixture(scope="session")
+def tinyhd_m_bundles(tmp_path_factory, tinyhd_m_weights, shared_video) -> Path:
+    """TinyHD-M-x1/4 (official weights; MIMO, 16 frames in, 16 maps out) as ONNX and TFLite fp32."""
+    out, outcomes, _ = convert_bundles(tmp_path_factory.mktemp("bundles_m"), "TinyHD-M-x0.25", "onnx-fp32,tflite-fp32",
+                                       weights=str(tinyhd_m_weights), calib=str(shared_video), n_calib=2, n_eval=2)
+    assert all(o.status.startswith("accepted") for o in outcomes), [(o.format.key, o.status, o.message) for o in outcomes]
+    return out
+
+
 def reseal(bundle: Path, edit) -> None:
     """Re-publish ``bundle`` with ``edit(document)`` applied to its manifest, as a conversion would write it: the
     edited manifest embedded in the model file and the file pinned again (so it verifies; a plain edit does not)."""

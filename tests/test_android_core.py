@@ -55,15 +55,14 @@ def kotlin_runner(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def bundles(tmp_path_factory, tinyhd_s_weights, shared_video, unisal_bundles) -> list[Path]:
+def bundles(tmp_path_factory, tinyhd_s_weights, shared_video, unisal_bundles, umsi_bundles) -> list[Path]:
     """Three real bundles: TinyHD-S-x0.25 TFLite fp32 (official weights; a clip model), UMSI TFLite fp32 (random
     init, 96x128; letterboxed, BGR) and UniSal TFLite int8 (random init, 96x128; int8 input and output)."""
     out = tmp_path_factory.mktemp("android_bundles")
     convert(ConvertOptions(model="TinyHD-S-x0.25", weights=str(tinyhd_s_weights),
                            formats=select_formats("tflite-fp32", False, False), out=out, calib=str(shared_video),
                            n_calib=4, n_eval=2), log=lambda _: None)
-    convert(ConvertOptions(model="UMSI", weights=None, formats=select_formats("tflite-fp32", False, False),
-                           out=out, size=(96, 128), n_calib=2, n_eval=2), log=lambda _: None)
+    shutil.copytree(umsi_bundles / "UMSI-tflite-fp32", out / "UMSI-tflite-fp32")
     shutil.copytree(unisal_bundles / "UniSal-tflite-int8", out / "UniSal-tflite-int8")
     found = [out / "TinyHD-S-x0.25-tflite-fp32", out / "UMSI-tflite-fp32", out / "UniSal-tflite-int8"]
     for bundle in found:

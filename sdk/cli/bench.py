@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``salsdk bench``."""
     parser.add_argument("action", nargs="?", default="run", choices=ACTIONS,
                         help="run (default), claims, import FILE..., report, plan")
-    parser.add_argument("files", nargs="*", help="for import: benchmark_model output files or Android demo JSON")
+    parser.add_argument("files", nargs="*",
+                        help="for import: benchmark_model output files, Android demo JSON or the web page's JSON")
     parser.add_argument("--model", help="zoo model name (bundles are converted on the fly and cached)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--weights", help="checkpoint path (default: the official one from the cache)")
@@ -50,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="interleaved rounds per measurement, best kept (noisy machines; default 1)")
     parser.add_argument("--no-profile", action="store_true", help="skip the operator profiles")
+    parser.add_argument("--browser", action="store_true",
+                        help="also run the ONNX/TFLite bundles in headless Chromium (onnxruntime-web, LiteRT.js; WASM) "
+                             "at the same thread counts, in the same run")
     parser.add_argument("--no-gpu", action="store_true", help="do not measure CUDA even if a GPU is present")
     parser.add_argument("--min-cc", type=float, default=0.99, help="fidelity gate of on-the-fly conversions")
     parser.add_argument("--cache-dir", type=Path, help="converted bundles (default $SALSDK_HOME/bench/bundles)")
@@ -169,6 +173,8 @@ def run_bench(args: argparse.Namespace) -> int:
             return run_claims(args)
         raise InputError("salsdk bench needs --model NAME and/or --bundles DIR (or --claims, import, report, plan)")
     rows = benchmark(_config(args), progress=not args.quiet, log=_log(args))
+    if args.browser:
+        rows = _with_browser_rows(args, rows)
     if not args.no_store and rows:
         store = _store(args)
         store.add(rows)
@@ -177,6 +183,21 @@ def run_bench(args: argparse.Namespace) -> int:
     _finish(args, rows, f"salsdk bench: {', '.join(sorted({r.model for r in rows}))}",
             home / (rows[0].run_id if rows else "empty"))
     return 0 if any(r.status == "ok" for r in rows) else 1
+
+
+def _with_browser_rows(args: argparse.Namespace, rows: list) -> list:
+    """``rows`` plus the same bundles measured in headless Chromium at the same thread counts (same machine)."""
+    from salsdk.bench.browser import measure_browser
+    from salsdk.bench.measure import attach_ratios
+    from salsdk.bench.mobile import enrich_from_bundles
+
+    bundles = sorted({Path(r.bundle) for r in rows if r.bundle and r.source == "measured"})
+    threads = sorted({r.threads for r in rows if r.threads}) or [1]
+    machines = {r.threads: r.machine_info for r in rows if r.machine_info and r.source == "measured"}
+    found = measure_browser(bundles, threads, machines, runs=args.runs, warmup=args.warmup, log=_log(args))
+    for row in found:
+        row.run_id = rows[0].run_id if rows else ""
+    return attach_ratios(rows + enrich_from_bundles(found, bundles))
 
 
 def run_claims(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 from .. import __version__, atomic
 from ..errors import BundleError, InputError
-from ..manifest import SCHEMA_FILE, SCHEMA_NAME, read_manifest
+from ..manifest import SCHEMA_FILE, SCHEMA_NAME, Manifest, read_manifest
 from .android import stage_bundle
 from .vectors import write_shared_vectors, write_vectors
 
@@ -83,6 +83,20 @@ def _sample(path: Path) -> None:
     image.save(path)
 
 
+def web_refusal(manifest: Manifest) -> str | None:
+    """Why the browser client cannot run a bundle, or None when it can."""
+    if manifest.stored_schema != SCHEMA_NAME:
+        return f"it is {manifest.stored_schema}; the web client reads {SCHEMA_NAME}: convert the model again"
+    if manifest.format.family not in WEB_FAMILIES:
+        return (f"a {manifest.format.key} bundle; the browser runs ONNX (onnxruntime-web) and TFLite (LiteRT.js) "
+                "bundles: convert with --format onnx or --format tflite")
+    io = [t for t in (manifest.input, *manifest.outputs) if t.dtype not in LITERT_JS_IO]
+    if manifest.format.family == "tflite" and io:
+        return (f"LiteRT.js (the browser's TFLite runtime) has no {io[0].dtype} input/output tensors ({io[0].name}); "
+                "export the tflite-int8 bundle (int8 inside, float32 input and output) instead")
+    return None
+
+
 def export_web(bundles: Sequence[Path], out: Path, vectors: bool = False,
                log: Callable[[str], None] = print) -> Path:
     """Write a static site running ``bundles`` in the browser into ``out``; returns ``out``.
@@ -99,17 +113,9 @@ def export_web(bundles: Sequence[Path], out: Path, vectors: bool = False,
     manifests = []
     for bundle in map(Path, bundles):
         manifest = read_manifest(bundle)
-        if manifest.stored_schema != SCHEMA_NAME:
-            raise BundleError(f"{bundle} is {manifest.stored_schema}; the web client reads {SCHEMA_NAME}: convert the "
-                              "model again with this salsdk")
-        if manifest.format.family not in WEB_FAMILIES:
-            raise BundleError(f"{bundle} is a {manifest.format.key} bundle; the browser runs ONNX (onnxruntime-web) and "
-                              "TFLite (LiteRT.js) bundles: convert with --format onnx or --format tflite")
-        io = [t for t in (manifest.input, *manifest.outputs) if t.dtype not in LITERT_JS_IO]
-        if manifest.format.family == "tflite" and io:
-            raise BundleError(f"{bundle}: LiteRT.js (the browser's TFLite runtime) has no {io[0].dtype} input/output "
-                              f"tensors ({io[0].name}); export the tflite-int8 bundle (int8 inside, float32 input and "
-                              "output) instead")
+        reason = web_refusal(manifest)
+        if reason:
+            raise BundleError(f"{bundle}: {reason}")
         manifests.append((bundle, manifest))
     names = [m.bundle_name for _, m in manifests]
     if len(set(names)) != len(names):

@@ -10,7 +10,9 @@ import { openRuntime } from "./runtimes/index.js";
 import { jsonEqual } from "./schema.js";
 
 /** A bundle failed verification; the message names the bundle, the file and what to do. */
-export class BundleError extends Error {}
+export class BundleError extends Error {
+  name = "BundleError";
+}
 
 const hex = (buffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, "0")).join("");
 

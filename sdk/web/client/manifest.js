@@ -11,7 +11,9 @@ const RUNTIME_OF_FAMILY = { onnx: "onnxruntime", tflite: "litert", coreml: "core
 const SUFFIX_OF_FAMILY = { onnx: ".onnx", tflite: ".tflite", coreml: ".mlpackage", pte: ".pte" };
 
 /** A manifest is missing, malformed, of another schema or inconsistent; the message names the field. */
-export class ManifestError extends Error {}
+export class ManifestError extends Error {
+  name = "ManifestError";
+}
 
 /** One model input or output tensor. */
 export class TensorSpec {

@@ -13,6 +13,7 @@ const KEYWORDS = new Set(["$schema", "$id", "$defs", "$ref", "title", "descripti
 export class SchemaViolation extends Error {
   constructor(path, message) {
     super(`${path || "(top level)"}: ${message}`);
+    this.name = "SchemaViolation";
     this.path = path;
   }
 }

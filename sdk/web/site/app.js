@@ -93,6 +93,7 @@ async function predictFrames(nextFrame) {
     await threadNote(p);
     streams.set(entry.name, p.manifest.isClip ? new VideoStream(p, { smooth: Number($("smooth").value) }) : null);
   }
+  let last = null;
   for (let n = 0; ; n++) {
     const image = await nextFrame();
     if (image === null) break;
@@ -110,15 +111,39 @@ async function predictFrames(nextFrame) {
       } catch (e) { showError(entry, e); }
     }
     status(`frame ${n}`);
+    last = { n, image };
+  }
+  for (const entry of entries) {  // end of the video: a MIMO model predicts its last partial block
+    const stream = streams.get(entry.name);
+    const maps = stream === null ? [] : await stream.flush();
+    if (maps.length && last) show(entry, last.image, maps[maps.length - 1], `frame ${last.n}: ${stream.lastMs.toFixed(1)} ms per model run (last ${maps.length} map(s), end of video)`);
   }
 }
 
-function videoFrames(video, maxSide = 640) {
+function frameSize(video, maxSide = 640) {
   const scale = Math.min(1, maxSide / Math.max(video.videoWidth, video.videoHeight));
-  const w = Math.round(video.videoWidth * scale), h = Math.round(video.videoHeight * scale);
+  return [Math.round(video.videoWidth * scale), Math.round(video.videoHeight * scale)];
+}
+
+// A video file, frame by frame: seek to the middle of each frame at `fps` (?fps=, default 30), so every frame of a
+// 30 fps video is predicted exactly once, however long the models take.
+function fileFrames(video, fps = Number(params.get("fps") ?? "30")) {
+  const [w, h] = frameSize(video);
+  let i = 0;
+  return async () => {
+    const t = (i + 0.5) / fps;
+    if (!(t < video.duration)) return null;
+    i += 1;
+    await new Promise((resolve) => { video.onseeked = resolve; video.currentTime = t; });
+    return rgbOf(video, w, h);
+  };
+}
+
+// A live camera stream: the next frame the camera presents after the models are done with the last one.
+function liveFrames(video) {
+  const [w, h] = frameSize(video);
   return () => new Promise((resolve) => {
-    if (video.ended) { resolve(null); return; }
-    video.requestVideoFrameCallback(() => { video.pause(); resolve(rgbOf(video, w, h)); });
+    video.requestVideoFrameCallback(() => resolve(rgbOf(video, w, h)));
     video.play().catch(() => resolve(null));
   });
 }
@@ -128,16 +153,16 @@ async function openFile(file) {
     const video = $("video");
     video.src = URL.createObjectURL(file);
     await new Promise((r) => { video.onloadeddata = r; });
-    await predictFrames(videoFrames(video));
+    await predictFrames(fileFrames(video));
   } else {
     const bitmap = await createImageBitmap(file);
     await predictImage(rgbOf(bitmap, bitmap.width, bitmap.height));
   }
 }
 
-async function benchmark(runs = 20, warmup = 3) {
+async function benchmark({ bundles = selected().map((e) => e.name), runs = 20, warmup = 3 } = {}) {
   const results = [];
-  for (const entry of selected()) {
+  for (const entry of bundles.map((name) => index.find((e) => e.name === name))) {
     const p = await predictor(entry);
     const [h, w] = p.manifest.preprocessing.size;
     const frame = p.prepare(new RgbImage(w, h, new Uint8Array(w * h * 3).fill(128)));
@@ -152,6 +177,7 @@ async function benchmark(runs = 20, warmup = 3) {
       file_bytes: p.manifest.files[p.manifest.modelFile].bytes, status: "ok" });
   }
   const report = { schema: "salsdk-web-bench/1", timestamp: new Date().toISOString(), user_agent: navigator.userAgent,
+    browser: navigator.userAgentData?.brands?.map((b) => `${b.brand} ${b.version}`).join(", ") ?? "",
     cross_origin_isolated: globalThis.crossOriginIsolated === true, hardware_concurrency: navigator.hardwareConcurrency, results };
   const rows = results.map((r) => {
     const sorted = [...r.latencies_ms].sort((a, b) => a - b);
@@ -186,7 +212,7 @@ async function main() {
     const video = $("video");
     video.srcObject = await navigator.mediaDevices.getUserMedia({ video: true });
     await new Promise((r) => { video.onloadeddata = r; });
-    await predictFrames(videoFrames(video));
+    await predictFrames(liveFrames(video));
   };
   status(`${index.length} bundle(s) · ${globalThis.crossOriginIsolated ? "cross-origin isolated: WASM threads available" : "not cross-origin isolated: 1 WASM thread (serve with `salsdk serve`)"}`);
   window.salsdkPage = { benchmark, openFile, predictImage, ready: true };
