@@ -17,7 +17,7 @@ from typing import Callable, Literal
 from salsdk.errors import InputError
 from salsdk.registry import resolve
 
-Family = Literal["onnx", "tflite", "coreml"]
+Family = Literal["onnx", "tflite", "coreml", "pte"]
 
 #: how each format family embeds the manifest into its model file ("module:function(path, json_text)")
 EMBEDDERS = {
@@ -91,6 +91,9 @@ FORMATS: tuple[Format, ...] = (
            "CoreML ML Program with 8-bit linear-quantised weights", f"{_COREML}:rank_w8"),
     Format("pte-fp32", "pte", "fp32", "executorch", f"{_PTE}:export_pte", "base",
            "ExecuTorch .pte, XNNPACK-delegated, from torch.export (no ONNX, no TensorFlow)", graph_rewrite=True),
+    Format("pte-int8", "pte", "int8", "executorch", f"{_PTE}:export_pte", "int8",
+           "ExecuTorch .pte, PT2E static int8 (XNNPACK quantizer, per-channel weights), calibrated on real images",
+           f"{_PTE}:rank_int8", graph_rewrite=True, calibration_methods=("histogram", "minmax")),
 )
 
 FORMATS_BY_KEY = {f.key: f for f in FORMATS}

@@ -1,6 +1,9 @@
 """ExecuTorch ``.pte`` (XNNPACK-delegated) from the PyTorch model: ``torch.export``, then
 ``to_edge_transform_and_lower`` with the XNNPACK partitioner. No ONNX and no TensorFlow on this path.
 
+fp32 exports the model as it is; int8 exports its PT2E-quantized graph (:mod:`salsdk.quantize.pte_int8`:
+XNNPACK quantizer, calibrated on the real calibration inputs, module groups kept float by the fallback).
+
 Clip models export their 2-D framewise graph (the format asks for the model's export rewrite), since grouped 3-D
 convolutions are not delegated. The operator report counts what stays outside the delegate: a bundle with
 undelegated operators says so in its graph notes, and the table shows the count.
@@ -19,6 +22,7 @@ from salsdk.artifact_metadata import PTE_TRAILER_MAGIC, read_pte
 from salsdk.atomic import temporary_file
 from salsdk.errors import ConversionError
 from salsdk.manifest import EMBED_KEY, TensorSpec
+from salsdk.quantize import pte_int8
 
 from .context import ExportContext, ExportResult
 from .formats import Format
@@ -40,22 +44,41 @@ def undelegated_ops(edge_program) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def export_pte(ctx: ExportContext, fmt: Format, dest: Path, keep_float: Sequence[str] = ()) -> ExportResult:
-    """Write ``model.pte`` (fp32, XNNPACK): the PyTorch model of ``ctx`` at its static input shape."""
-    if fmt.precision != "fp32":
-        raise ConversionError(f"the ExecuTorch exporter makes fp32 only, not {fmt.precision}")
+def _lower(module: torch.nn.Module, example: torch.Tensor, name: str):
+    """``torch.export`` + XNNPACK lowering; returns (edge program, ExecuTorch program)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    example = torch.zeros(ctx.input_shape).contiguous()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            exported = torch.export.export(ctx.model.eval(), (example,))
+            exported = torch.export.export(module, (example,))
             edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
-            program = edge.to_executorch()
+            return edge, edge.to_executorch()
     except Exception as exc:
-        raise ConversionError(f"ExecuTorch export of {ctx.card.name} failed: {str(exc).splitlines()[0]}") from exc
+        raise ConversionError(f"ExecuTorch export of {name} failed: {str(exc).splitlines()[0]}") from exc
+
+
+def export_pte(ctx: ExportContext, fmt: Format, dest: Path, keep_float: Sequence[str] = ()) -> ExportResult:
+    """Write ``model.pte`` (XNNPACK): the PyTorch model of ``ctx`` at its static input shape, fp32 or PT2E int8."""
+    from importlib.metadata import version
+
+    example = torch.zeros(ctx.input_shape).contiguous()
+    quantization: dict = {}
+    if fmt.precision == "fp32":
+        module = ctx.model.eval()
+    elif fmt.precision == "int8":
+        pte_int8.check_keep_float(ctx.model, keep_float)
+        method = ctx.calibration_method if ctx.calibration_method in pte_int8.METHODS else pte_int8.METHODS[0]
+        module = pte_int8.quantize(pte_int8.capture(ctx.model, ctx.input_shape), ctx.data, method, keep_float)
+        quantization = {
+            "tool": "torchao.quantization.pt2e (prepare_pt2e/convert_pt2e) + XNNPACKQuantizer", "format": "PT2E QDQ",
+            "weights": "int8 symmetric per-channel", "activations": "int8 asymmetric per-tensor",
+            "calibration_method": method, "calibration_inputs": list(ctx.calibration_sources),
+            "kept_float": list(keep_float)}
+    else:
+        raise ConversionError(f"the ExecuTorch exporter does not make precision {fmt.precision}")
+    edge, program = _lower(module, example, ctx.card.name)
     outside = undelegated_ops(edge)
     (dest / MODEL_FILE).write_bytes(program.buffer)
     with torch.no_grad():
@@ -65,14 +88,21 @@ def export_pte(ctx: ExportContext, fmt: Format, dest: Path, keep_float: Sequence
     specs = [TensorSpec(name, tuple(o.shape), "NC" if o.ndim == 2 else layout if o.ndim == len(ctx.input_shape)
                         else "NCHW", "float32", role="class_probs" if o.ndim == 2 else "saliency")
              for name, o in zip(ctx.output_names, outputs)]
-    from importlib.metadata import version
-
     notes = [f"undelegated ops: {sum(outside.values())} {outside}" if outside else
              "every operator runs in the XNNPACK delegate (0 undelegated)"]
+    versions = {"torch": torch.__version__, "executorch": version("executorch")}
+    if quantization:
+        versions["torchao"] = version("torchao")
     return ExportResult(model_file=MODEL_FILE,
                         inputs=[TensorSpec("input", tuple(ctx.input_shape), layout, "float32")], outputs=specs,
-                        tool_versions={"torch": torch.__version__, "executorch": version("executorch")},
-                        quantization={"undelegated_ops": outside}, graph_notes=notes)
+                        tool_versions=versions, quantization={**quantization, "undelegated_ops": outside},
+                        graph_notes=notes)
+
+
+def rank_int8(ctx: ExportContext, fmt: Format) -> list[str]:
+    """The pte-int8 fallback's ranking of module groups (see :func:`salsdk.quantize.pte_int8.rank_sensitivity`)."""
+    method = ctx.calibration_method if ctx.calibration_method in pte_int8.METHODS else pte_int8.METHODS[0]
+    return pte_int8.rank_sensitivity(ctx.model, ctx.input_shape, ctx.data, method)
 
 
 def embed_manifest(path: Path, manifest_json: str) -> None:

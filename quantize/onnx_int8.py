@@ -22,10 +22,9 @@ from salsdk.errors import ConversionError
 from salsdk.manifest import INPUT_NAME
 
 from .calibration import CalibrationData
+from .ranking import recovery_order
 
 METHODS = ("minmax", "percentile", "entropy")
-GREEDY_STEPS = 8  # the first fallback steps are chosen greedily, each among ...
-GREEDY_WIDTH = 6  # ... the best-ranked remaining groups
 
 
 class _Reader:
@@ -111,10 +110,8 @@ def rank_sensitivity(source: Path, data: CalibrationData, method: str, workdir: 
 
     Every candidate is scored the way the fallback will use it: the whole model quantized *except* the kept groups
     (exactly as :func:`quantize_qdq` does, activation ranges cached), compared with fp32 on up to four
-    calibration inputs (never the held-out ones) by the lowest map CC. First each group of :func:`layer_groups`
-    that holds a Conv is kept alone; then the order is built greedily, because kept groups interact: the first
-    :data:`GREEDY_STEPS` entries each add, among the :data:`GREEDY_WIDTH` best remaining groups, the one that
-    recovers most together with those already chosen. The rest follow by their single-group score.
+    calibration inputs (never the held-out ones) by the lowest map CC; the groups of :func:`layer_groups` that
+    hold a Conv are ordered by :func:`~salsdk.quantize.ranking.recovery_order`.
     """
     import onnxruntime as ort
 
@@ -137,10 +134,4 @@ def rank_sensitivity(source: Path, data: CalibrationData, method: str, workdir: 
 
     conv_nodes = {n.name for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm")}
     groups = [g for g, nodes in layer_groups(model).items() if conv_nodes & set(nodes)]
-    pool = [g for _, g in sorted(((score([g]), g) for g in groups), reverse=True)]
-    order: list[str] = []
-    while pool and len(order) < GREEDY_STEPS:
-        best = max(pool[:GREEDY_WIDTH], key=lambda g: score(order + [g]))
-        order.append(best)
-        pool.remove(best)
-    return order + pool
+    return recovery_order(groups, score)

@@ -29,9 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fp16", action="store_true", help="also make an fp16 ONNX model")
     parser.add_argument("--calib", help="calibration images: a folder or a video (default: the built-in set)")
     parser.add_argument("--calib-method", default="auto", choices=["auto", "minmax", "percentile", "entropy"],
-                        help="activation range calibration: auto (default) starts with min-max and, if the gate "
-                             "fails, tries the other methods the format's tool offers (ONNX Runtime: percentile, "
-                             "entropy) before keeping layers in float")
+                        help="activation range calibration: auto (default) starts with the tool's default (min-max; "
+                             "PT2E: histogram) and, if the gate fails, tries the other methods the format's tool "
+                             "offers (ONNX Runtime: percentile, entropy; PT2E: min-max) before keeping layers in "
+                             "float; a tool without the method named uses its default and records it")
     parser.add_argument("--n-calib", type=int, help="calibration inputs (default: 16 images or 8 clips)")
     parser.add_argument("--n-eval", type=int, help="held-out inputs for the fidelity gate (default: 6 images or 8 clips)")
     parser.add_argument("--min-cc", type=float, default=0.99, help="fidelity gate: minimum CC vs fp32 (default 0.99)")
