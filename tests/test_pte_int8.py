@@ -1,0 +1,116 @@
+"""ExecuTorch int8 (PT2E, XNNPACK quantizer): module groups kept float, delegation, the fallback's ranking.
+
+The pte-int8 bundle itself is made, gated and run with every other format by the session's UniSal bundles
+(tests/test_zoo_and_formats.py); these tests check what the fallback relies on.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("executorch")
+
+from salsdk.convert.formats import FORMATS_BY_KEY, select_formats  # noqa: E402
+from salsdk.convert.pipeline import ConvertOptions, prepare  # noqa: E402
+from salsdk.errors import ConversionError  # noqa: E402
+from salsdk.metrics import cc  # noqa: E402
+from salsdk.quantize import pte_int8  # noqa: E402
+from salsdk.quantize.calibration import image_calibration  # noqa: E402
+from salsdk.quantize.ranking import recovery_order  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def test_recovery_order_adds_the_group_that_recovers_most_with_those_chosen():
+    """Single scores put ``a`` then ``b`` first, but ``b`` adds nothing to ``a`` while ``c`` completes it."""
+    singles = {"a": 0.90, "b": 0.89, "c": 0.80, "d": 0.70, "e": 0.60}
+    calls: list[list[str]] = []
+
+    def score(keep: list[str]) -> float:
+        calls.append(keep)
+        if len(keep) == 1:
+            return singles[keep[0]]
+        return 0.99 if set(keep) >= {"a", "c"} else 0.91
+
+    order = recovery_order(list(singles), score, greedy_steps=2, greedy_width=3)
+    assert order == ["a", "c", "b", "d", "e"]
+    assert len(calls) == len(singles) + 3 + 3  # the singles, then at most greedy_width per greedy step
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory):
+    """The pipeline's export context of the UniSal stand-in at 64x96 (real photographs and designs)."""
+    opts = ConvertOptions(model="UniSal", weights=None, size=(64, 96), formats=select_formats("pte-int8"),
+                          out=tmp_path_factory.mktemp("pte_out"), n_calib=3, n_eval=2)
+    context, reference = prepare(opts, tmp_path_factory.mktemp("pte_work"), log=lambda _: None)
+    return context, reference
+
+
+def test_groups_are_the_network_blocks(ctx):
+    groups = pte_int8.layer_groups(ctx[0].model)
+    assert groups[:2] == ["encoder.0", "encoder.1"] and groups[-1] == "decoder.output"
+    assert len(groups) == 27 and len(set(groups)) == 27  # 19 encoder blocks, 8 decoder convolutions
+
+
+def _quantize_ops(graph: torch.fx.GraphModule) -> int:
+    return sum(1 for n in graph.graph.nodes if n.op == "call_function" and "quantize_per" in str(n.target)
+               and "dequantize" not in str(n.target))
+
+
+def test_kept_groups_run_float_and_stay_delegated(ctx, tmp_path):
+    """Keeping two groups float removes their quantize nodes; the lowered program stays fully XNNPACK-delegated
+    and matches fp32 on the held-out inputs through the ExecuTorch runtime."""
+    from salsdk.convert.pte_export import export_pte
+    from salsdk.runtimes import open_runtime
+
+    context, reference = ctx
+    graph = pte_int8.capture(context.model, context.input_shape)
+    keep = ("encoder.1", "decoder.output")
+    full = _quantize_ops(pte_int8.quantize(graph, context.data, "minmax"))
+    kept = _quantize_ops(pte_int8.quantize(graph, context.data, "minmax", keep))
+    assert 0 < kept < full
+    result = export_pte(context, FORMATS_BY_KEY["pte-int8"], tmp_path, keep_float=keep)
+    assert result.quantization["kept_float"] == list(keep) and result.quantization["undelegated_ops"] == {}
+    runtime = open_runtime("executorch", tmp_path / result.model_file)
+    for x, ref in zip(context.data.evaluation, reference):
+        out = runtime.run(x[None])[0]
+        assert cc(out[0, 0], ref[0, 0]) >= 0.99
+    with pytest.raises(ConversionError, match="no module group"):
+        export_pte(context, FORMATS_BY_KEY["pte-int8"], tmp_path, keep_float=("encoder.99",))
+
+
+class _Tiny(nn.Module):
+    """Three convolution blocks and a sigmoid head: small enough to rank in seconds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+        self.head = nn.Conv2d(8, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.head(self.body(x)))
+
+
+def test_ranking_orders_every_group_by_recovery(ctx):
+    """The ranking is a permutation of the groups, led by one whose float copy recovers at least as much as any
+    other single group (scored as the fallback uses it: everything else quantized)."""
+    context = ctx[0]
+    data = image_calibration(context.contract, None, (32, 32), n_calib=3, n_eval=1)
+    model = _Tiny().eval()
+    shape = (1, 3, 32, 32)
+    ranking = pte_int8.rank_sensitivity(model, shape, data, "minmax")
+    assert sorted(ranking) == sorted(pte_int8.layer_groups(model)) == ["body.0", "body.2", "head"]
+    graph = pte_int8.capture(model, shape)
+    samples = [torch.from_numpy(s) for s in data.calibration_samples(pte_int8.RANK_SAMPLES)]
+
+    def single(group: str) -> float:
+        probe = pte_int8.quantize(graph, data, "minmax", [group])
+        with torch.no_grad():
+            return min(cc(probe(x).numpy()[0, 0], model(x).numpy()[0, 0]) for x in samples)
+
+    scores = {g: single(g) for g in ranking}
+    assert np.isfinite(list(scores.values())).all() and len(set(scores.values())) > 1, scores
+    assert scores[ranking[0]] == pytest.approx(max(scores.values()), abs=1e-6), scores
