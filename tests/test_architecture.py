@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 FOLDERS = {"sdk": "salsdk", "convert": "salsdk.convert", "quantize": "salsdk.quantize", "bench": "salsdk.bench"}
 AREAS = ("convert", "quantize", "bench", "cli", "clients")  # everything else of salsdk is the core
 # who may use whom, beyond everyone using the core; salsdk.__main__ is the cli's entry point
-ALLOWED = {"convert": {"quantize"}, "bench": {"convert"}, "cli": {"convert", "bench", "clients"}}
+# (bench measures the clients, e.g. the browser page; clients never import bench)
+ALLOWED = {"convert": {"quantize"}, "bench": {"convert", "clients"}, "cli": {"convert", "bench", "clients"}}
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
