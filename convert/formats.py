@@ -37,7 +37,7 @@ class Format:
     precision: str  # fp32 | fp16 | int8 | int8-dynamic | int8-io | w8
     runtime: str  # runtime that validates it ("onnxruntime", "litert", "coreml")
     exporter: str  # "module:function"
-    group: Literal["base", "fp16", "int8"]  # selected by default / --fp16 / --int8
+    group: Literal["base", "fp16", "int8", "onnx2tf"]  # selected by default / --fp16 / --int8 / by key only
     description: str
     sensitivity: str | None = None  # "module:function" ranking layers for the fidelity fallback (quantized formats)
     graph_rewrite: bool = False  # export the model's registered rewrite, if it has one (faster on this runtime)
@@ -47,6 +47,11 @@ class Format:
     def quantized(self) -> bool:
         """Goes through calibration and the fidelity fallback."""
         return self.sensitivity is not None
+
+    @property
+    def derives_from_onnx(self) -> bool:
+        """Made from the fp32 ONNX export of its graph (the other ONNX formats and the onnx2tf route)."""
+        return self.family == "onnx" or self.group == "onnx2tf"
 
     def load_exporter(self) -> Callable:
         """Import the exporter function (heavy dependencies load only when a format is used)."""
@@ -63,6 +68,7 @@ class Format:
 
 _ONNX = "salsdk.convert.onnx_export"
 _TFLITE = "salsdk.convert.tflite_export"
+_ONNX2TF = "salsdk.convert.onnx2tf_export"
 _COREML = "salsdk.convert.coreml_export"
 _PTE = "salsdk.convert.pte_export"
 
@@ -75,16 +81,22 @@ FORMATS: tuple[Format, ...] = (
            "ONNX static QDQ int8, per-channel weights, calibrated on real images", f"{_ONNX}:rank_int8",
            calibration_methods=("minmax", "percentile", "entropy")),
     Format("tflite-fp32", "tflite", "fp32", "litert", f"{_TFLITE}:export_tflite", "base",
-           "TFLite fp32 via onnx2tf, NHWC input", graph_rewrite=True),
+           "TFLite fp32 via litert-torch (PyTorch -> TFLite, no TensorFlow), NHWC input", graph_rewrite=True),
     Format("tflite-fp16", "tflite", "fp16", "litert", f"{_TFLITE}:export_tflite", "base",
-           "TFLite with fp16 weights (float compute)", graph_rewrite=True),
+           "TFLite with fp16 weights (float compute), ai-edge-quantizer", graph_rewrite=True),
     Format("tflite-dr8", "tflite", "int8-dynamic", "litert", f"{_TFLITE}:export_tflite", "int8",
-           "TFLite dynamic-range int8 weights", graph_rewrite=True),
+           "TFLite dynamic-range int8 weights, ai-edge-quantizer", graph_rewrite=True),
     Format("tflite-int8", "tflite", "int8", "litert", f"{_TFLITE}:export_tflite", "int8",
-           "TFLite full int8 (float input/output), calibrated on real images", f"{_TFLITE}:rank_int8",
-           graph_rewrite=True),
+           "TFLite full int8 (float input/output), ai-edge-quantizer, calibrated on real images",
+           f"{_TFLITE}:rank_int8", graph_rewrite=True),
     Format("tflite-int8-io", "tflite", "int8-io", "litert", f"{_TFLITE}:export_tflite", "int8",
-           "TFLite full int8 with int8 input/output tensors", f"{_TFLITE}:rank_int8", graph_rewrite=True),
+           "TFLite full int8 with int8 input/output tensors, ai-edge-quantizer", f"{_TFLITE}:rank_int8",
+           graph_rewrite=True),
+    Format("tflite-fp32-onnx2tf", "tflite", "fp32", "litert", f"{_ONNX2TF}:export_onnx2tf", "onnx2tf",
+           "TFLite fp32 via ONNX and onnx2tf (optional onnx2tf extra, for comparison)", graph_rewrite=True),
+    Format("tflite-int8-onnx2tf", "tflite", "int8", "litert", f"{_ONNX2TF}:export_onnx2tf", "onnx2tf",
+           "TFLite full int8 via onnx2tf and TensorFlow's converter (optional onnx2tf extra, for comparison)",
+           f"{_ONNX2TF}:rank_int8", graph_rewrite=True),
     Format("coreml-fp16", "coreml", "fp16", "coreml", f"{_COREML}:export_coreml", "base",
            "CoreML ML Program, fp16 compute"),
     Format("coreml-w8", "coreml", "w8", "coreml", f"{_COREML}:export_coreml", "int8",
@@ -103,8 +115,9 @@ FAMILIES: tuple[str, ...] = ("onnx", "tflite", "coreml", "pte")
 def select_formats(families: str, int8: bool = False, fp16: bool = False) -> list[Format]:
     """Formats for ``--format onnx,tflite,coreml|all`` (or explicit keys) with the ``--int8``/``--fp16`` flags.
 
-    Explicit keys are always selected; a family selects its ``base`` formats plus those of the requested groups.
-    ``onnx-fp32`` is always included: every other ONNX and TFLite format derives from it.
+    Explicit keys are always selected; a family selects its ``base`` formats plus those of the requested groups
+    (the ``onnx2tf`` group, the optional onnx2tf route, only by key). ``onnx-fp32`` is always included: it is the
+    reference artifact of every conversion and the source of the other ONNX formats and of the onnx2tf route.
     """
     wanted: list[str] = []
     for item in (s.strip().lower() for s in str(families).split(",") if s.strip()):

@@ -240,8 +240,8 @@ def _convert_one(ctx: ExportContext, fmt: Format, reference: list[np.ndarray], o
     """Export, gate and publish one format; a failure becomes a "failed" outcome, an interruption cleans up."""
     with atomic.staging_folder(opts.out, f"{ctx.card.name}-{fmt.key}") as staging:
         try:
-            if fmt.key != "onnx-fp32" and fmt.family != "coreml":
-                ensure_onnx_fp32(ctx)  # every other ONNX and TFLite format derives from it
+            if fmt.key != "onnx-fp32" and fmt.derives_from_onnx:
+                ensure_onnx_fp32(ctx)
             decision = _gate(ctx, fmt, reference, opts, staging, log)
             document = _manifest_document(ctx, fmt, decision)
             model_path = staging / decision.artifact.model_file
@@ -295,14 +295,14 @@ def convert(opts: ConvertOptions, log: Log = print) -> list[Outcome]:
 
 def format_table(outcomes: list[Outcome]) -> str:
     """The closing table: format, precision, size, CC/KL vs fp32, status."""
-    lines = [f"{'format':<15} {'precision':<13} {'size':>9} {'CC min':>7} {'CC mean':>8} {'KL':>7}  status",
-             "-" * 78]
+    lines = [f"{'format':<19} {'precision':<13} {'size':>9} {'CC min':>7} {'CC mean':>8} {'KL':>7}  status",
+             "-" * 82]
     for o in outcomes:
         size = f"{o.size_bytes / 1e6:.2f}MB" if o.size_bytes else "-"
         f = o.fidelity
         cc = (f"{f.cc_min:7.4f} {f.cc_mean:8.4f} {max(f.kl_mean, 0.0):7.4f}" if f else f"{'-':>7} {'-':>8} {'-':>7}")
         sim = " (simulated)" if f and f.method == "simulated" else ""
-        lines.append(f"{o.format.key:<15} {o.format.precision:<13} {size:>9} {cc}  {o.status}{sim}"
+        lines.append(f"{o.format.key:<19} {o.format.precision:<13} {size:>9} {cc}  {o.status}{sim}"
                      + (f": {o.message}" if o.message else ""))
     return "\n".join(lines)
 

@@ -23,6 +23,7 @@ from salsdk.atomic import temporary_file
 from salsdk.errors import ConversionError
 from salsdk.manifest import EMBED_KEY, TensorSpec
 from salsdk.quantize import pte_int8
+from salsdk.quantize.ranking import check_keep_float
 
 from .context import ExportContext, ExportResult
 from .formats import Format
@@ -68,7 +69,7 @@ def export_pte(ctx: ExportContext, fmt: Format, dest: Path, keep_float: Sequence
     if fmt.precision == "fp32":
         module = ctx.model.eval()
     elif fmt.precision == "int8":
-        pte_int8.check_keep_float(ctx.model, keep_float)
+        check_keep_float(ctx.model, keep_float)
         method = ctx.calibration_method if ctx.calibration_method in pte_int8.METHODS else pte_int8.METHODS[0]
         module = pte_int8.quantize(pte_int8.capture(ctx.model, ctx.input_shape), ctx.data, method, keep_float)
         quantization = {

@@ -1,36 +1,34 @@
-"""TFLite exporter through onnx2tf: fp32, fp16, dynamic-range int8, full int8 (float or int8 I/O).
+"""TFLite exporter through litert-torch and ai-edge-quantizer: fp32, fp16, dynamic-range int8, full int8 (float or
+int8 I/O). PyTorch to ``.tflite`` directly: no ONNX, no TensorFlow, no onnx2tf on this path.
 
-One onnx2tf run per model turns the fp32 ONNX graph into a channels-last TensorFlow SavedModel (NCHW -> NHWC,
-NCTHW -> NTHWC; the layout transposes are folded into the weights, so the graph starts with the first real op)
-together with fp32 and fp16-weight ``.tflite`` files. Before it runs, pixel shuffles are switched to TFLite's
-DCR channel order where the weights absorb the permutation (:mod:`salsdk.convert.depth_to_space`). The integer
-variants are made from that SavedModel by TensorFlow's converter (:mod:`salsdk.quantize.tflite_int8`).
+litert-torch converts the PyTorch model of the context (TinyHD: its 2-D framewise rewrite, since TFLite has no
+grouped 3-D convolution) wrapped by ``to_channel_last_io``, so the file takes NHWC / NTHWC input and gives
+channels-last maps, the layout LiteRT's kernels use, with no layout TRANSPOSE at the input. The float file is made
+once per conversion (cached in ``ctx.workdir``) in a child process: the converter can crash the interpreter on
+graphs it does not support (TinyHD's original 3-D graph segfaults it), which must not take ``salsdk convert``
+down. fp16, dynamic-range and full int8 are ai-edge-quantizer recipes on that float file
+(:mod:`salsdk.quantize.litert_int8`), calibrated on the conversion's real calibration inputs.
 
-All conversions of one :class:`ExportContext` share a cache folder in ``ctx.workdir`` (the onnx2tf output and
-the calibrated model), so the TFLite formats and the fallback steps cost one onnx2tf run and one calibration.
-onnx2tf runs in that folder (it resolves relative paths against its working directory and looks there for its
-calibration sample, which is written from the real calibration images so that it never reaches the network).
-Needs the ``onnx2tf`` extra (onnx2tf and TensorFlow).
+:func:`finish` and :func:`tensor_specs` are shared with the onnx2tf route (:mod:`salsdk.convert.onnx2tf_export`):
+both name the I/O tensors ``input``/``saliency``/``class_probs`` and record the same operator report.
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import io
-import os
-import shutil
+import subprocess
+import sys
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from salsdk.errors import ConversionError
 from salsdk.manifest import CLASS_PROBS, SALIENCY, TensorSpec
-from salsdk.quantize import tflite_int8
-from salsdk.quantize.calibration import ONNX2TF_SAMPLE
+from salsdk.quantize import litert_int8
+from salsdk.quantize.ranking import check_keep_float, layer_groups
 from salsdk.runtimes.litert_runtime import load_interpreter, tensor_layout
 from salsdk.tflite_model import name_io_tensors, op_counts, ops_after_input
 
@@ -39,111 +37,63 @@ from .formats import Format
 
 MODEL_FILE = "model.tflite"
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8", "int8-io")
+CONVERT_TIMEOUT_S = 1800  # a litert-torch conversion of the largest zoo model takes a few minutes here
 
 
-@dataclass(frozen=True)
-class FloatModels:
-    """What the onnx2tf run left in the cache folder."""
-
-    saved_model: Path
-    fp32: Path
-    fp16: Path
-
-
-def cache_dir(ctx: ExportContext) -> Path:
-    """Per-model cache folder in ``ctx.workdir``, keyed by the fp32 ONNX file and the calibration inputs."""
-    if ctx.onnx_fp32 is None or not Path(ctx.onnx_fp32).is_file():
-        raise ConversionError("TFLite formats are derived from the fp32 ONNX model, which was not exported "
-                              "(ctx.onnx_fp32 is unset or missing)")
-    digest = hashlib.sha256(Path(ctx.onnx_fp32).read_bytes())
-    digest.update(np.ascontiguousarray(ctx.calibration, dtype=np.float32).tobytes())
-    folder = Path(ctx.workdir) / f"tflite-{digest.hexdigest()[:12]}"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@contextlib.contextmanager
-def _working_directory(path: Path) -> Iterator[None]:
-    previous = Path.cwd()
-    os.chdir(path)
+def float_model(ctx: ExportContext) -> Path:
+    """The fp32 ``.tflite`` of ``ctx``'s graph at its static input shape (converted once, cached in the workdir)."""
+    rewrite = ctx.graph_record()["rewrite"] or "original"
+    path = Path(ctx.workdir) / f"litert-{rewrite}-{'x'.join(map(str, ctx.input_shape))}.tflite"
+    if path.is_file():
+        return path
+    module_file = path.with_suffix(".module.pt")
+    torch.save(ctx.model.eval(), module_file)
+    partial = path.with_suffix(".partial")
+    command = [sys.executable, "-m", __name__, str(module_file), ",".join(map(str, ctx.input_shape)), str(partial)]
     try:
-        yield
+        done = subprocess.run(command, capture_output=True, text=True, timeout=CONVERT_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        raise ConversionError(f"litert-torch did not finish converting {ctx.card.name} within "
+                              f"{CONVERT_TIMEOUT_S}s") from exc
     finally:
-        os.chdir(previous)
+        module_file.unlink(missing_ok=True)
+    if done.returncode != 0 or not partial.is_file():
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        cause = f"killed by signal {-done.returncode}" if done.returncode < 0 else f"exit status {done.returncode}"
+        raise ConversionError(f"litert-torch could not convert {ctx.card.name} ({rewrite} graph): {cause}"
+                              + (f"; it said: {lines[-1][:300]}" if lines else "")
+                              + ("; TinyHD converts on its framewise graph (--graph auto)" if rewrite == "original"
+                                 and len(ctx.input_shape) == 5 else ""))
+    partial.replace(path)
+    return path
 
 
-def float_models(ctx: ExportContext) -> FloatModels:
-    """Run onnx2tf once per model (cached): channels-last SavedModel, fp32 and fp16-weight ``.tflite``.
+def _convert_in_this_process(module_file: str, shape: str, dest: str) -> None:
+    """The child process of :func:`float_model`: load the module, convert it with channels-last I/O, write it."""
+    import warnings
 
-    onnx2tf runs with its working directory in the cache folder, where its calibration sample has been written
-    first (from the real calibration images), so it never reaches for the network.
-    """
-    folder = cache_dir(ctx)
-    out = folder / "saved_model"
-    stem = Path(ctx.onnx_fp32).stem
-    result = FloatModels(out, out / f"{stem}_float32.tflite", out / f"{stem}_float16.tflite")
-    if all(p.is_file() for p in (result.fp32, result.fp16, out / "saved_model.pb")):
-        return result
-    if not (folder / ONNX2TF_SAMPLE).is_file():
-        ctx.data.write_onnx2tf_sample(ctx.contract, folder / ONNX2TF_SAMPLE)
-    shutil.rmtree(out, ignore_errors=True)
-    import onnx2tf
+    import litert_torch
 
-    source = folder / f"{stem}.onnx"  # a copy: onnx2tf may rewrite its input file (onnxsim) in place
-    write_onnx2tf_input(Path(ctx.onnx_fp32), source)
-    log = io.StringIO()
-    try:
-        with _working_directory(folder), contextlib.redirect_stdout(log):
-            onnx2tf.convert(input_onnx_file_path=str(source), output_folder_path=str(out),
-                            output_signaturedefs=True, non_verbose=True)
-    except BaseException as exc:  # onnx2tf reports some failures with sys.exit
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        tail = " | ".join(line for line in log.getvalue().strip().splitlines()[-5:] if line.strip())
-        raise ConversionError(f"onnx2tf (ONNX -> TensorFlow SavedModel/TFLite) failed: {exc!r}"
-                              + (f"; onnx2tf said: {tail}" if tail else "")) from exc
-    missing = [p.name for p in (result.fp32, result.fp16, out / "saved_model.pb") if not p.is_file()]
-    if missing:
-        raise ConversionError(f"onnx2tf finished without writing {', '.join(missing)} in {out}")
-    source.unlink()
-    return result
-
-
-def write_onnx2tf_input(onnx_path: Path, dest: Path) -> int:
-    """Write the fp32 ONNX graph as onnx2tf gets it: pixel shuffles in TFLite's DCR channel order where the
-    weights can absorb the permutation (:func:`salsdk.convert.depth_to_space.crd_to_dcr`), so that they become
-    one ``DEPTH_TO_SPACE`` instead of three copies. Returns how many shuffles were switched."""
-    import onnx
-
-    model = onnx.load(str(onnx_path))
-    if not any(node.op_type == "DepthToSpace" for node in model.graph.node):
-        shutil.copyfile(onnx_path, dest)
-        return 0
-    from .depth_to_space import crd_to_dcr
-
-    model = onnx.shape_inference.infer_shapes(model)
-    switched = crd_to_dcr(model)
-    onnx.save(model, str(dest))
-    return switched
+    warnings.simplefilter("ignore")
+    module = torch.load(module_file, weights_only=False)  # written by float_model a moment ago, in its workdir
+    dims = tuple(int(d) for d in shape.split(","))
+    channels_last = (0, *range(2, len(dims)), 1)
+    example = torch.zeros(dims).permute(channels_last).contiguous()
+    wrapped = litert_torch.to_channel_last_io(module, args=[0], outputs=[0])
+    Path(dest).write_bytes(litert_torch.convert(wrapped.eval(), (example,)).model_content())
 
 
 def build(ctx: ExportContext, fmt: Format, keep_float: Sequence[str]) -> tuple[bytes, dict[str, Any]]:
     """The ``.tflite`` bytes for ``fmt`` and the quantization record for the manifest."""
     if fmt.precision not in PRECISIONS:
         raise ConversionError(f"the TFLite exporter makes {', '.join(PRECISIONS)}, not {fmt.precision!r}")
-    if keep_float and fmt.precision not in ("int8", "int8-io"):
-        raise ConversionError(f"keep_float applies to int8 and int8-io TFLite formats, not {fmt.precision}")
-    models = float_models(ctx)
+    check_keep_float(ctx.model, keep_float)
+    source = float_model(ctx)
     if fmt.precision == "fp32":
-        return models.fp32.read_bytes(), {}
-    if fmt.precision == "fp16":
-        return models.fp16.read_bytes(), {"tool": "onnx2tf (TFLiteConverter, supported_types=[float16])",
-                                          "weights": "float16 (dequantized to float32 at load)",
-                                          "activations": "float32"}
-    if fmt.precision == "int8-dynamic":
-        return tflite_int8.dynamic_range(models.saved_model)
-    return tflite_int8.full_int8(models.saved_model, ctx.data, cache_dir(ctx), fmt.precision == "int8-io",
-                                 ctx.calibration_method, keep_float)
+        if keep_float:
+            raise ConversionError("keep_float applies to int8 and int8-io TFLite formats, not fp32")
+        return source.read_bytes(), {}
+    return litert_int8.quantize(source, fmt.precision, ctx.data, keep_float)
 
 
 def tensor_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -166,39 +116,45 @@ def tensor_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     return [spec(d, 3) for d in inputs], outputs
 
 
-def _tool_versions() -> dict[str, str]:
-    import onnx2tf
-    import tensorflow as tf
-
-    return {"onnx2tf": onnx2tf.__version__, "tensorflow": tf.__version__}
-
-
-def export_tflite(ctx: ExportContext, fmt: Format, dest: Path, keep_float: Sequence[str] = ()) -> ExportResult:
-    """Write ``model.tflite`` for ``fmt.precision`` (fp32, fp16, int8-dynamic, int8, int8-io) into ``dest``."""
-    started = time.perf_counter()
-    content, quantization = build(ctx, fmt, tuple(keep_float))
+def finish(content: bytes, dest: Path, tool_versions: dict[str, str], quantization: dict[str, Any],
+           started: float, converter: str) -> ExportResult:
+    """Write ``content`` as ``dest/model.tflite`` with salsdk's I/O names and describe it (operator report)."""
     content = name_io_tensors(content)
     path = Path(dest) / MODEL_FILE
     path.write_bytes(content)
     inputs, outputs = tensor_specs(path)
     ops = op_counts(content)
     first = ops_after_input(content)
-    layout = inputs[0].layout
-    notes = [f"ops: {ops}",
+    notes = [f"converter: {converter}", f"ops: {ops}",
              f"TRANSPOSE ops: {ops.get('TRANSPOSE', 0)}; ops reading the input: {first}",
-             f"input layout {layout}" + (" (onnx2tf folded the layout transposes into the weights)"
-                                          if layout in ("NHWC", "NTHWC") and "TRANSPOSE" not in first else ""),
-             f"exported in {time.perf_counter() - started:.1f}s (onnx2tf and calibration are cached per model)"]
+             f"input layout {inputs[0].layout}", f"exported in {time.perf_counter() - started:.1f}s "
+             "(the float conversion and the calibration are cached per model)"]
     if ops.get("DEPTH_TO_SPACE"):
-        notes.append(f"pixel shuffles as DEPTH_TO_SPACE: {ops['DEPTH_TO_SPACE']} (CRD shuffles re-expressed in "
-                     "TFLite's DCR order by salsdk.convert.depth_to_space)")
+        notes.append(f"pixel shuffles as DEPTH_TO_SPACE: {ops['DEPTH_TO_SPACE']}")
+    if ops.get("CONV_3D"):
+        notes.append(f"WARNING: {ops['CONV_3D']} CONV_3D ops (the framewise graph has none)")
     if "TRANSPOSE" in first:
-        notes.append("WARNING: a TRANSPOSE reads the input directly (onnx2tf could not fold the layout change)")
-    return ExportResult(model_file=MODEL_FILE, inputs=inputs, outputs=outputs, tool_versions=_tool_versions(),
+        notes.append("WARNING: a TRANSPOSE reads the input directly (the layout change was not folded)")
+    return ExportResult(model_file=MODEL_FILE, inputs=inputs, outputs=outputs, tool_versions=tool_versions,
                         quantization=quantization, graph_notes=notes)
 
 
+def export_tflite(ctx: ExportContext, fmt: Format, dest: Path, keep_float: Sequence[str] = ()) -> ExportResult:
+    """Write ``model.tflite`` for ``fmt.precision`` (fp32, fp16, int8-dynamic, int8, int8-io) into ``dest``."""
+    started = time.perf_counter()
+    content, quantization = build(ctx, fmt, tuple(keep_float))
+    versions = {"torch": torch.__version__, "litert-torch": version("litert-torch"),
+                "ai-edge-litert": version("ai-edge-litert")}
+    if quantization:
+        versions["ai-edge-quantizer"] = version("ai-edge-quantizer")
+    return finish(content, dest, versions, quantization, started, "litert-torch (PyTorch -> TFLite, channels-last I/O)")
+
+
 def rank_int8(ctx: ExportContext, fmt: Format) -> list[str]:
-    """The TFLite int8 fallback's ranking of op outputs (:func:`salsdk.quantize.tflite_int8.rank_sensitivity`)."""
-    return tflite_int8.rank_sensitivity(float_models(ctx).saved_model, ctx.data, cache_dir(ctx),
+    """The TFLite int8 fallback's ranking of module groups (:func:`salsdk.quantize.litert_int8.rank_sensitivity`)."""
+    return litert_int8.rank_sensitivity(float_model(ctx), ctx.data, layer_groups(ctx.model),
                                         fmt.precision == "int8-io")
+
+
+if __name__ == "__main__":  # the conversion child process of float_model()
+    _convert_in_this_process(*sys.argv[1:4])

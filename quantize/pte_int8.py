@@ -26,23 +26,11 @@ from torch import nn
 from salsdk.errors import ConversionError
 
 from .calibration import CalibrationData
-from .ranking import recovery_order
+from .ranking import layer_groups, recovery_order
 
 METHODS = ("histogram", "minmax")  # activation observers: XNNPACK's default (histogram), then min-max
 RANK_SAMPLES = 4  # calibration inputs each ranking candidate is scored on
 RANK_GREEDY_STEPS = 4  # fewer greedy steps than ONNX: each PT2E candidate costs a prepare/calibrate/convert
-WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)
-
-
-def layer_groups(model: nn.Module) -> list[str]:
-    """Module groups that hold a convolution or linear layer: the first two levels of each one's module path."""
-    groups: list[str] = []
-    for name, module in model.named_modules():
-        if isinstance(module, WEIGHTED) and name:
-            group = ".".join(name.split(".")[:2])
-            if group not in groups:
-                groups.append(group)
-    return groups
 
 
 def _config(method: str):
@@ -89,13 +77,6 @@ def quantize(graph: torch.fx.GraphModule, data: CalibrationData, method: str,
             for sample in data.calibration_samples(limit):
                 prepared(torch.from_numpy(sample))
         return convert_pt2e(prepared)
-
-
-def check_keep_float(model: nn.Module, keep_float: Sequence[str]) -> None:
-    """Refuse ``keep_float`` entries that name no module group of ``model``."""
-    unknown = sorted(set(keep_float) - set(layer_groups(model)))
-    if unknown:
-        raise ConversionError(f"keep_float names no module group of the model: {', '.join(unknown)}")
 
 
 def rank_sensitivity(model: nn.Module, input_shape: Sequence[int], data: CalibrationData, method: str) -> list[str]:

@@ -25,12 +25,21 @@ def _schema() -> Any:
 
 
 def read_model(content: Content) -> Any:
-    """The flatbuffer as a mutable ``ModelT`` (TensorFlow's generated object API)."""
+    """The flatbuffer as a mutable ``ModelT`` (TensorFlow's generated object API).
+
+    Buffers stored after the flatbuffer (``offset``/``size``, as ai-edge-quantizer writes them) are read into the
+    model, so that :func:`write_model` writes one self-contained flatbuffer (files under 2 GB).
+    """
     schema = _schema()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(content, 0))
-    if any(getattr(b, "offset", 0) > 1 for b in model.buffers or []):
-        raise ValueError("this .tflite stores buffers outside the flatbuffer (a >2 GB model); salsdk cannot "
-                              "rewrite such files")
+    for index, buffer in enumerate(model.buffers or []):
+        if getattr(buffer, "offset", 0) > 1:  # stored after the flatbuffer (ai-edge-quantizer writes files so)
+            end = buffer.offset + buffer.size
+            if end > len(content):
+                raise ValueError(f"TFLite buffer {index} lies outside the file (bytes {buffer.offset}..{end} of "
+                                 f"{len(content)}): the file is truncated or corrupt")
+            buffer.data = np.frombuffer(content[buffer.offset:end], dtype=np.uint8)
+            buffer.offset = buffer.size = 0
     return model
 
 

@@ -1,7 +1,9 @@
 """TFLite and Core ML exporters, the LiteRT runtime and the Core ML simulation, on a small KDSalBox student.
 
-One UniSal student at 96x128 is exported to ONNX, then to the five TFLite formats and the two Core ML formats,
-each once per session; the checks compare every artifact with the PyTorch fp32 model on real photographs.
+One UniSal student at 96x128 is exported to the five TFLite formats (litert-torch + ai-edge-quantizer), to the
+two formats of the optional onnx2tf route and to the two Core ML formats, each once per session; the checks
+compare every artifact with the PyTorch fp32 model on real photographs. One test converts every TFLite format
+with TensorFlow and onnx2tf made unimportable, as in an install without the onnx2tf extra.
 
 The network is the untrained UniSal stand-in that ``--random-init`` builds (``salsdk.standins.build_untrained``:
 normalised from photographs like a trained network, residual branches damped), which is as stable as a trained
@@ -20,11 +22,6 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("onnx2tf")
-pytest.importorskip("tensorflow")
-pytest.importorskip("ai_edge_litert")
-pytest.importorskip("coremltools")
-
 import salsdk  # noqa: E402
 from salsdk.contract import Contract  # noqa: E402
 from salsdk.convert.context import ExportContext  # noqa: E402
@@ -38,9 +35,11 @@ pytestmark = pytest.mark.slow
 
 HW = (96, 128)
 TFLITE_KEYS = ("tflite-fp32", "tflite-fp16", "tflite-dr8", "tflite-int8", "tflite-int8-io")
+ONNX2TF_KEYS = ("tflite-fp32-onnx2tf", "tflite-int8-onnx2tf")
 COREML_KEYS = ("coreml-fp16", "coreml-w8")
 MIN_CC = {"tflite-fp32": 0.999, "tflite-fp16": 0.999, "tflite-dr8": 0.95, "tflite-int8": 0.95,
-          "tflite-int8-io": 0.95, "coreml-fp16": 0.999, "coreml-w8": 0.98}
+          "tflite-int8-io": 0.95, "tflite-fp32-onnx2tf": 0.999, "tflite-int8-onnx2tf": 0.95, "coreml-fp16": 0.999,
+          "coreml-w8": 0.98}
 
 
 def _photos() -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -97,35 +96,37 @@ def evaluation(export_ctx) -> tuple[np.ndarray, np.ndarray]:
     return inputs, reference
 
 
-def _export_all(ctx: ExportContext, keys: tuple[str, ...], exporter, root: Path) -> dict:
+def _export_all(ctx: ExportContext, keys: tuple[str, ...], root: Path) -> dict:
     artifacts = {}
     for key in keys:
         dest = root / key
         dest.mkdir(parents=True)
         started = time.perf_counter()
-        result = exporter(ctx, FORMATS_BY_KEY[key], dest)
+        result = FORMATS_BY_KEY[key].load_exporter()(ctx, FORMATS_BY_KEY[key], dest)
         artifacts[key] = (result, dest / result.model_file, time.perf_counter() - started)
     return artifacts
 
 
 @pytest.fixture(scope="session")
 def tflite_artifacts(export_ctx, tmp_path_factory) -> dict:
-    from salsdk.convert.tflite_export import export_tflite
+    return _export_all(export_ctx, TFLITE_KEYS, tmp_path_factory.mktemp("tflite"))
 
-    return _export_all(export_ctx, TFLITE_KEYS, export_tflite, tmp_path_factory.mktemp("tflite"))
+
+@pytest.fixture(scope="session")
+def onnx2tf_artifacts(export_ctx, tmp_path_factory) -> dict:
+    return _export_all(export_ctx, ONNX2TF_KEYS, tmp_path_factory.mktemp("onnx2tf"))
 
 
 @pytest.fixture(scope="session")
 def coreml_artifacts(export_ctx, tmp_path_factory) -> dict:
-    from salsdk.convert.coreml_export import export_coreml
-
-    return _export_all(export_ctx, COREML_KEYS, export_coreml, tmp_path_factory.mktemp("coreml"))
+    return _export_all(export_ctx, COREML_KEYS, tmp_path_factory.mktemp("coreml"))
 
 
 # ------------------------------------------------------------------------------------------------------ TFLite
-@pytest.mark.parametrize("key", TFLITE_KEYS)
-def test_tflite_format_converts_and_matches_pytorch(key, tflite_artifacts, evaluation):
-    result, path, seconds = tflite_artifacts[key]
+@pytest.mark.parametrize("key", TFLITE_KEYS + ONNX2TF_KEYS)
+def test_tflite_format_converts_and_matches_pytorch(key, request, evaluation):
+    artifacts = request.getfixturevalue("onnx2tf_artifacts" if key in ONNX2TF_KEYS else "tflite_artifacts")
+    result, path, seconds = artifacts[key]
     inputs, reference = evaluation
     runtime = LiteRTRuntime(path, threads=2)
     outputs = runtime.run(inputs)
@@ -137,6 +138,9 @@ def test_tflite_format_converts_and_matches_pytorch(key, tflite_artifacts, evalu
     assert result.inputs[0].layout == "NHWC"
     assert [o.name for o in result.outputs] == ["saliency"] and result.outputs[0].layout == "NHWC"
     assert any(note.startswith("ops: ") for note in result.graph_notes)
+    converter = "onnx2tf" if key in ONNX2TF_KEYS else "litert-torch"
+    assert any(note.startswith(f"converter: {converter}") for note in result.graph_notes)
+    assert converter in result.tool_versions and ("tensorflow" in result.tool_versions) == (key in ONNX2TF_KEYS)
 
 
 def test_int8_io_has_int8_tensors_with_their_own_quantization(tflite_artifacts):
@@ -155,10 +159,12 @@ def test_int8_io_has_int8_tensors_with_their_own_quantization(tflite_artifacts):
     assert LiteRTRuntime(path).describe()["precision"] == "int8 (int8 input/output)"
 
 
-def test_onnx2tf_folds_the_layout_transposes(tflite_artifacts):
+def test_no_layout_transposes(tflite_artifacts, onnx2tf_artifacts):
+    """Both converters take channels-last input with no TRANSPOSE: litert-torch by ``to_channel_last_io``,
+    onnx2tf by folding the layout changes into the weights."""
     from salsdk.tflite_model import op_counts, ops_after_input
 
-    for key, (_, path, _) in tflite_artifacts.items():
+    for key, (_, path, _) in {**tflite_artifacts, **onnx2tf_artifacts}.items():
         content = path.read_bytes()
         assert "TRANSPOSE" not in ops_after_input(content), key
         assert op_counts(content).get("TRANSPOSE", 0) == 0, key
@@ -183,11 +189,12 @@ def test_litert_runtime_reports_what_executes(tflite_artifacts, evaluation):
 
 def test_sensitivity_ranking_and_keep_float(export_ctx, tflite_artifacts, evaluation, tmp_path):
     from salsdk.convert.tflite_export import export_tflite, rank_int8
+    from salsdk.quantize.ranking import layer_groups
     from salsdk.tflite_model import op_counts
 
     fmt = FORMATS_BY_KEY["tflite-int8"]
     ranking = rank_int8(export_ctx, fmt)
-    assert len(ranking) > 20 and len(set(ranking)) == len(ranking)
+    assert sorted(ranking) == sorted(layer_groups(export_ctx.model)) and len(ranking) > 20
     keep = tuple(ranking[:4])
     result = export_tflite(export_ctx, fmt, tmp_path, keep_float=keep)
     assert result.quantization["kept_float"] == list(keep)
@@ -198,7 +205,44 @@ def test_sensitivity_ranking_and_keep_float(export_ctx, tflite_artifacts, evalua
     cc = min_cc(LiteRTRuntime(tmp_path / result.model_file).run(inputs)[0], reference)
     assert cc >= MIN_CC["tflite-int8"]
     with pytest.raises(salsdk.ConversionError, match="keep_float"):
-        export_tflite(export_ctx, fmt, tmp_path, keep_float=("no/such/tensor",))
+        export_tflite(export_ctx, fmt, tmp_path, keep_float=("no.such_group",))
+
+
+def test_group_regex_matches_only_its_group():
+    from salsdk.quantize.litert_int8 import group_regex
+    import re
+
+    name = ("litert_torch._convert.to_channel_last_io.ChannelLastIOWrapper/salsdk.models.kdsalbox.network."
+            "KDSalBoxStudent_wrapped/torch.nn.modules.container.Sequential_encoder/salsdk.models.mobilenetv2."
+            "InvertedResidual_17/torch.nn.modules.conv.Conv2d_0;1")
+    assert re.search(group_regex("encoder.17"), name)
+    assert not re.search(group_regex("encoder.1"), name) and not re.search(group_regex("encoder.7"), name)
+    assert not re.search(group_regex("decoder.17"), name)
+    decoder = "x/salsdk.models.kdsalbox.network.StudentDecoder_decoder/torch.nn.modules.conv.Conv2d_conv8_1;2"
+    assert re.search(group_regex("decoder.conv8_1"), decoder) and not re.search(group_regex("decoder.conv8"), decoder)
+
+
+def test_every_tflite_format_converts_without_tensorflow(tmp_path):
+    """As in an install without the onnx2tf extra: TensorFlow, Keras and onnx2tf cannot be imported, and
+    ``salsdk convert --format tflite --int8`` still writes all five TFLite bundles, accepted by the gate."""
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "for name in ('tensorflow', 'tf_keras', 'keras', 'onnx2tf'):\n"
+              "    sys.modules[name] = None  # import fails, importlib.util.find_spec says absent\n"
+              "from salsdk.cli import main\n"
+              "code = main(['convert', '--model', 'UniSal', '--random-init', '--size', '64x96', '--format', 'tflite',\n"
+              "             '--int8', '--n-calib', '6', '--n-eval', '2', '--out', sys.argv[1]])\n"
+              "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'onnx2tf') and sys.modules[m]]\n"
+              "sys.exit(code)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    bundles = sorted(p.name for p in tmp_path.iterdir() if (p / "manifest.json").is_file())
+    assert bundles == sorted(f"UniSal-{k}" for k in ("onnx-fp32", *TFLITE_KEYS)), done.stdout[-2000:]
+    for key in TFLITE_KEYS:
+        manifest = json.loads((tmp_path / f"UniSal-{key}" / "manifest.json").read_text())
+        assert "tensorflow" not in manifest["tool_versions"] and "litert-torch" in manifest["tool_versions"]
 
 
 def test_tflite_manifest_round_trip(tflite_artifacts, evaluation, tmp_path):

@@ -103,7 +103,7 @@ def test_pixel_shuffles_of_the_export_graph_switch_to_dcr(tmp_path):
     (feature fusion) into the weights, and ONNX Runtime gives the same maps."""
     import onnxruntime as ort
 
-    from salsdk.convert.tflite_export import write_onnx2tf_input
+    from salsdk.convert.onnx2tf_export import write_onnx2tf_input
 
     rewritten = get_entry("TinyHD-M-x0.25").rewrite(build_untrained("TinyHD-M-x0.25"))
     path = tmp_path / "framewise.onnx"

@@ -1,0 +1,171 @@
+"""TFLite quantization with ai-edge-quantizer, on the float ``.tflite`` litert-torch made: no TensorFlow.
+
+* fp16 (:func:`recipe` ``"fp16"``): weights cast to float16 (``float_casting``), dequantized at load;
+* dynamic range (``"int8-dynamic"``): ``dynamic_wi8_afp32``, int8 per-channel weights, float activations;
+* full int8 (``"int8"``, ``"int8-io"``): ``static_wi8_ai8``, int8 symmetric per-channel weights and int8
+  asymmetric per-tensor activations, calibrated (min-max) on the real calibration inputs. With float I/O the
+  INPUT and OUTPUT get ``NO_QUANTIZE`` (float tensors, one QUANTIZE/DEQUANTIZE at the edges) and so do the
+  Sigmoid/Softmax ops, so maps keep full resolution instead of 256 levels, as in the onnx2tf files.
+
+``keep_float`` (the fidelity fallback) names PyTorch module groups (``encoder.17``, ``decoder.conv8_1``, the unit the
+ONNX and PT2E fallbacks use): litert-torch names every tensor after the module path that made it, so each group
+becomes one ``NO_QUANTIZE`` recipe entry whose regex matches that path (:func:`group_regex`).
+:func:`rank_sensitivity` orders the groups with :func:`~salsdk.quantize.ranking.recovery_order`, scoring each
+candidate by the lowest map CC of the re-quantized model against the float file on calibration inputs; the
+calibration statistics are computed once and reused for every candidate (a candidate costs one quantize pass).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from salsdk.errors import ConversionError
+
+from .calibration import CalibrationData
+from .ranking import recovery_order
+
+FLOAT_BY_DESIGN = ("LOGISTIC", "SOFTMAX")  # output activations the float-I/O format keeps in float
+RANK_SAMPLES = 4  # calibration inputs each ranking candidate is scored on
+PRECISIONS = ("fp16", "int8-dynamic", "int8", "int8-io")
+_NO_QUANTIZE = "no_quantize"
+_CALIBRATIONS: dict[str, Any] = {}  # float file digest + calibration digest -> calibration statistics
+
+
+def group_regex(group: str) -> str:
+    """Regex of the tensor names litert-torch gives the ops of module group ``group`` (``"encoder.17"``).
+
+    Names are module paths of ``<class>_<attribute>`` segments joined by ``/`` (fused ops join several paths
+    with ``;``), e.g. ``..._wrapped/torch.nn.modules.container.Sequential_encoder/...InvertedResidual_17/...``.
+    """
+    parts = group.split(".")
+    body = "/".join(r"[^/;]*_" + re.escape(p) for p in parts)
+    return r"(?:^|/)" + body + r"(?=[/;]|$)"
+
+
+def recipe(precision: str, keep_float: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The ai-edge-quantizer recipe for ``precision`` with ``keep_float`` module groups left float."""
+    from ai_edge_quantizer import recipe as recipes
+
+    if precision not in PRECISIONS:
+        raise ConversionError(f"ai-edge-quantizer recipes exist for {', '.join(PRECISIONS)}, not {precision!r}")
+    if keep_float and precision not in ("int8", "int8-io"):
+        raise ConversionError(f"keep_float applies to int8 and int8-io TFLite formats, not {precision}")
+    if precision == "fp16":
+        return [{"regex": ".*", "operation": "*", "algorithm_key": "float_casting",
+                 "op_config": {"weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"},
+                               "compute_precision": "FLOAT", "explicit_dequantize": True}}]
+    if precision == "int8-dynamic":
+        return recipes.dynamic_wi8_afp32()
+    entries = recipes.static_wi8_ai8()
+    float_ops = () if precision == "int8-io" else ("INPUT", "OUTPUT", *FLOAT_BY_DESIGN)
+    entries += [{"regex": ".*", "operation": op, "algorithm_key": _NO_QUANTIZE} for op in float_ops]
+    entries += [{"regex": group_regex(g), "operation": "*", "algorithm_key": _NO_QUANTIZE} for g in keep_float]
+    return entries
+
+
+def _quantizer(float_model: Path, entries: list[dict[str, Any]]) -> Any:
+    from ai_edge_quantizer import quantizer
+
+    q = quantizer.Quantizer(str(float_model))
+    q.load_quantization_recipe(entries)
+    return q
+
+
+def _signature(float_model: Path) -> tuple[str, str]:
+    """(signature key, input name) of the float model."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    signatures = Interpreter(model_path=str(float_model)).get_signature_list()
+    key = next(iter(signatures))
+    return key, signatures[key]["inputs"][0]
+
+
+def _calibration(float_model: Path, data: CalibrationData) -> Any:
+    """Activation statistics of the full-int8 recipe on every calibration input (cached per model and data)."""
+    digest = hashlib.sha256(float_model.read_bytes())
+    digest.update(np.ascontiguousarray(data.calibration, dtype=np.float32).tobytes())
+    if digest.hexdigest() not in _CALIBRATIONS:
+        key, name = _signature(float_model)
+        samples = [{name: x} for x in data.calibration_samples(channels_last=True)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:  # the quantizer prints its progress and sizes to stdout
+                with contextlib.redirect_stdout(io.StringIO()):
+                    _CALIBRATIONS[digest.hexdigest()] = _quantizer(float_model, recipe("int8-io")).calibrate(
+                        {key: samples})
+            except Exception as exc:
+                raise ConversionError(f"ai-edge-quantizer calibration failed: {str(exc).splitlines()[0]}") from exc
+    return _CALIBRATIONS[digest.hexdigest()]
+
+
+def quantize(float_model: Path, precision: str, data: CalibrationData | None = None,
+             keep_float: Sequence[str] = ()) -> tuple[bytes, dict[str, Any]]:
+    """Quantized ``.tflite`` bytes of ``float_model`` and the quantization record for the manifest."""
+    from salsdk.tflite_model import write_model, read_model
+
+    entries = recipe(precision, keep_float)
+    static = precision in ("int8", "int8-io")
+    if static and data is None:
+        raise ConversionError(f"{precision} needs calibration inputs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                result = _quantizer(float_model, entries).quantize(
+                    _calibration(float_model, data) if static else None)
+        except ConversionError:
+            raise
+        except Exception as exc:
+            raise ConversionError(f"ai-edge-quantizer ({precision}) failed: {str(exc).splitlines()[0]}") from exc
+    content = write_model(read_model(bytes(result.quantized_model)))  # one self-contained flatbuffer
+    record: dict[str, Any] = {"tool": "ai-edge-quantizer", "recipe": _recipe_name(precision)}
+    if precision == "fp16":
+        record.update(weights="float16 (dequantized to float32 at load)", activations="float32")
+    elif precision == "int8-dynamic":
+        record.update(weights="int8 symmetric per-channel", activations="float32, quantized on the fly")
+    else:
+        record.update(weights="int8 symmetric per-channel", activations="int8 asymmetric per-tensor",
+                      io="int8" if precision == "int8-io" else "float32", calibration_method="minmax",
+                      calibration_inputs=list(data.calibration_sources), kept_float=list(keep_float),
+                      float_by_design=[] if precision == "int8-io" else ["INPUT", "OUTPUT", *FLOAT_BY_DESIGN],
+                      keep_float_mechanism="NO_QUANTIZE recipe entries matching the module path in tensor names")
+    return content, record
+
+
+def _recipe_name(precision: str) -> str:
+    return {"fp16": "float_casting (fp16 weights)", "int8-dynamic": "dynamic_wi8_afp32",
+            "int8": "static_wi8_ai8 + NO_QUANTIZE for I/O and output activations",
+            "int8-io": "static_wi8_ai8"}[precision]
+
+
+def rank_sensitivity(float_model: Path, data: CalibrationData, groups: Sequence[str], int8_io: bool) -> list[str]:
+    """Module groups, the ones whose float copy recovers most map CC first (see the module docstring)."""
+    import tempfile
+
+    from salsdk.metrics import cc
+    from salsdk.runtimes.litert_runtime import LiteRTRuntime
+
+    precision = "int8-io" if int8_io else "int8"
+    samples = list(data.calibration_samples(RANK_SAMPLES))
+    reference = LiteRTRuntime(float_model, threads=2)
+    expected = [reference.run(x)[0] for x in samples]
+    with tempfile.TemporaryDirectory() as folder:
+        def score(keep: list[str]) -> float:
+            path = Path(folder) / "candidate.tflite"
+            path.write_bytes(quantize(float_model, precision, data, keep)[0])
+            runtime = LiteRTRuntime(path, threads=2)
+            return min(cc(_maps(runtime.run(x)[0]), _maps(e)) for x, e in zip(samples, expected))
+
+        return recovery_order(list(groups), score)
+
+
+def _maps(output: np.ndarray) -> np.ndarray:
+    """One map per row (frames of a clip output side by side), as :func:`salsdk.metrics.cc` compares them."""
+    return output.reshape(-1, output.shape[-1])
