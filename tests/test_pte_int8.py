@@ -16,9 +16,9 @@ from salsdk.convert.formats import FORMATS_BY_KEY, select_formats  # noqa: E402
 from salsdk.convert.pipeline import ConvertOptions, prepare  # noqa: E402
 from salsdk.errors import ConversionError  # noqa: E402
 from salsdk.metrics import cc  # noqa: E402
-from salsdk.quantize import pte_int8, ranking  # noqa: E402
+from salsdk.quantize import pte_int8  # noqa: E402
 from salsdk.quantize.calibration import image_calibration  # noqa: E402
-from salsdk.quantize.ranking import recovery_order  # noqa: E402
+from salsdk.quantize.ranking import layer_groups, recovery_order  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ def ctx(tmp_path_factory):
 
 
 def test_groups_are_the_network_blocks(ctx):
-    groups = ranking.layer_groups(ctx[0].model)
+    groups = layer_groups(ctx[0].model)
     assert groups[:2] == ["encoder.0", "encoder.1"] and groups[-1] == "decoder.output"
     assert len(groups) == 27 and len(set(groups)) == 27  # 19 encoder blocks, 8 decoder convolutions
 
@@ -102,7 +102,7 @@ def test_ranking_orders_every_group_by_recovery(ctx):
     model = _Tiny().eval()
     shape = (1, 3, 32, 32)
     ranking = pte_int8.rank_sensitivity(model, shape, data, "minmax")
-    assert sorted(ranking) == sorted(ranking.layer_groups(model)) == ["body.0", "body.2", "head"]
+    assert sorted(ranking) == sorted(layer_groups(model)) == ["body.0", "body.2", "head"]
     graph = pte_int8.capture(model, shape)
     samples = [torch.from_numpy(s) for s in data.calibration_samples(pte_int8.RANK_SAMPLES)]
 

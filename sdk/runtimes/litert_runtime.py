@@ -1,7 +1,7 @@
 """LiteRT (TensorFlow Lite) adapter: canonical NCHW/NCTHW float32 in, canonical float32 out.
 
-The ``.tflite`` files salsdk writes are channels-last (onnx2tf folds the NCHW->NHWC transposes into the weights),
-and int8 variants may have int8 input/output tensors. This adapter hides both:
+The ``.tflite`` files salsdk writes are channels-last (litert-torch with ``to_channel_last_io``; onnx2tf folds the
+layout transposes into the weights), and int8 variants may have int8 input/output tensors. This adapter hides both:
 
 * **Layout rule** (:func:`tensor_layout`), decided from each tensor's shape alone:
   rank 2 is ``NC`` (class probabilities); a rank-4/5 tensor is channels-last (``NHWC`` / ``NTHWC``) when its

@@ -334,7 +334,10 @@ class UMSI(nn.Module):
         pyramid = self.aspp(features)
         global_features = self.global_net(features)
         class_probs = torch.softmax(self.out_classif(global_features), dim=1)
-        fusion = self.dense_fusion(global_features)[:, :, None, None].expand(-1, -1, *pyramid.shape[-2:])
+        # tiled over the grid by a broadcasting multiply with ones (exact): litert-torch writes ``expand`` as a
+        # BROADCAST_TO whose shape stays channels-first while its input became channels-last, which LiteRT refuses
+        grid = pyramid.new_ones(1, 1, *pyramid.shape[-2:])
+        fusion = self.dense_fusion(global_features)[:, :, None, None] * grid
         x = torch.cat([pyramid, fusion], dim=1)
         x = F.relu(self.concat_projection_bn(self.concat_projection(x)))
         return self.decoder(x), class_probs
