@@ -20,13 +20,15 @@ class MacBreakdown:
     params: int
     macs: int  # FlopCounter total / 2 (what every table reports)
     state_dict_bytes: int  # fp32 weights and buffers, as a PyTorch checkpoint stores them
+    activation_elements: int = 0  # tensor elements the convolution/linear layers read and write, one pass
     by_type: list[dict[str, Any]] = field(default_factory=list)
     by_block: list[dict[str, Any]] = field(default_factory=list)
     top_layers: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "input_shape": list(self.input_shape), "params": self.params, "macs": self.macs,
-                "state_dict_bytes": self.state_dict_bytes, "by_type": self.by_type, "by_block": self.by_block,
+                "state_dict_bytes": self.state_dict_bytes, "activation_elements": self.activation_elements,
+                "by_type": self.by_type, "by_block": self.by_block,
                 "top_layers": self.top_layers}
 
     def summary(self, n: int = 3) -> str:
@@ -56,18 +58,18 @@ def layer_type(module) -> str | None:
     return f"{kind} {conv} {kernel}"
 
 
-def _layer_macs(module, inputs, output) -> int:
-    from torch import nn
+#: bytes per element (activations, weights) an artifact of each precision moves; int8 ones move 1-byte tensors,
+#: dynamic-range ones float activations and int8 weights, fp16 ones (float compute on CPUs) fp16 weights
+ELEMENT_BYTES = {"fp32": (4, 4), "fp16": (4, 2), "int8": (1, 1), "int8-io": (1, 1), "int8-dynamic": (4, 1),
+                 "w8": (2, 1)}
 
-    out = output[0] if isinstance(output, (tuple, list)) else output
-    if isinstance(module, nn.Linear):
-        return out.numel() * module.in_features
-    kernel = 1
-    for k in module.kernel_size:
-        kernel *= k
-    if module.transposed:  # every input element meets every kernel weight of its group
-        return inputs[0].numel() * (module.out_channels // module.groups) * kernel
-    return out.numel() * (module.in_channels // module.groups) * kernel
+
+def bytes_moved(breakdown: MacBreakdown, precision: str) -> int:
+    """A lower bound on the bytes one pass must move through memory at ``precision``: every convolution/linear
+    layer reads its input and writes its output once (activations, BatchNorm and elementwise ops fused into them),
+    and every weight is read once. Concatenations, resizes and layout copies a runtime does not fuse add to it."""
+    activation, weight = ELEMENT_BYTES.get(precision, ELEMENT_BYTES["fp32"])
+    return breakdown.activation_elements * activation + breakdown.params * weight
 
 
 def mac_breakdown(model: str, input_shape: tuple[int, ...]) -> MacBreakdown:
@@ -84,13 +86,14 @@ def _breakdown(architecture: str, input_shape: tuple[int, ...]) -> MacBreakdown:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from salsdk.complexity import count_params
+    from salsdk.complexity import count_params, layer_macs
     from salsdk.registry import get_entry, list_models
 
     entry = next(get_entry(n) for n in list_models() if get_entry(n).architecture.name == architecture)
     with torch.device("meta"):
         net = entry.build().eval()
     layers: list[tuple[str, str, int, tuple[int, ...]]] = []
+    touched = [0]  # elements read and written by the layers
     hooks = []
     for name, module in net.named_modules():
         kind = layer_type(module)
@@ -99,7 +102,8 @@ def _breakdown(architecture: str, input_shape: tuple[int, ...]) -> MacBreakdown:
 
         def hook(mod, inputs, output, name=name, kind=kind):
             out = output[0] if isinstance(output, (tuple, list)) else output
-            layers.append((name, kind, _layer_macs(mod, inputs, output), tuple(out.shape)))
+            layers.append((name, kind, layer_macs(mod, inputs, output), tuple(out.shape)))
+            touched[0] += inputs[0].numel() + out.numel()
 
         hooks.append(module.register_forward_hook(hook))
     counter = FlopCounterMode(display=False)  # the same count as salsdk.complexity, in the same forward pass
@@ -122,7 +126,7 @@ def _breakdown(architecture: str, input_shape: tuple[int, ...]) -> MacBreakdown:
     state_bytes = sum(t.numel() * t.element_size() for t in net.state_dict().values())
     return MacBreakdown(
         model="", input_shape=tuple(input_shape), params=count_params(net), macs=total,
-        state_dict_bytes=state_bytes,
+        state_dict_bytes=state_bytes, activation_elements=touched[0],
         by_type=[{"type": k, "macs": v[0], "layers": v[1], "share": v[0] / counted}
                  for k, v in sorted(by_type.items(), key=lambda kv: -kv[1][0])],
         by_block=[{"block": k, "macs": v, "share": v / counted}

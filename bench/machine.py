@@ -1,9 +1,12 @@
-"""The machine a benchmark runs on: what it is (CPU, cores, OS, GPU) and what it can do (measured GEMM peak).
+"""The machine a benchmark runs on: what it is (CPU, cores, OS, GPU) and what it can do, measured: its float32
+and int8 GEMM peaks and its memory bandwidth.
 
-The GEMM peak is a float32 matrix multiply in the best library available (PyTorch's BLAS/oneDNN and NumPy's
-BLAS are both tried, the faster wins). Dividing a model's effective MAC rate by it says what share of the
-hardware's dense-math capability the model reaches: depthwise convolutions, upsampling and memory-bound layers
-keep saliency networks far below it, and the report shows by how much.
+The fp32 GEMM peak is a float32 matrix multiply in the best library available (PyTorch, ONNX Runtime's MLAS and
+NumPy's BLAS are all tried, the fastest wins); the int8 peak is ONNX Runtime's ``MatMulInteger`` (MLAS's int8
+kernels, the ones its QDQ convolutions use; VNNI where the CPU has it). The bandwidth is a large array copy
+(bytes read plus bytes written per second). A row's compute limit is its MACs at the peak of its precision, its
+memory limit the bytes it must move at that bandwidth: the larger of the two is the fastest it could run here,
+and the report says what share of it each row reaches.
 """
 from __future__ import annotations
 
@@ -107,6 +110,54 @@ def _onnxruntime_matmul(a, b, threads: int | None):
         lambda: session.run(None, {"a": a, "b": b})
 
 
+def _onnxruntime_int8_matmul(n: int, threads: int | None):
+    """A one-node ONNX ``MatMulInteger`` session (uint8 x int8 -> int32), or None without onnx/onnxruntime."""
+    try:
+        import numpy as np
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+    except ImportError:
+        return None
+    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["c"])], "gemm_int8",
+                              [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]),
+                               helper.make_tensor_value_info("b", TensorProto.INT8, [n, n])],
+                              [helper.make_tensor_value_info("c", TensorProto.INT32, [n, n])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = min(model.ir_version, 9)
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (n, n), dtype=np.uint8)
+    b = rng.integers(-128, 128, (n, n), dtype=np.int8)
+    return (f"onnxruntime {ort.__version__} MatMulInteger (MLAS int8, {threads or 'default'} threads)",
+            lambda: session.run(None, {"a": a, "b": b}))
+
+
+def int8_gemm_peak(threads: int | None = None, n: int = 1024, min_seconds: float = 0.6) -> dict[str, Any] | None:
+    """Best measured int8 GEMM rate (ONNX Runtime ``MatMulInteger``, n x n): ``{"library", "gops",
+    "gmacs_per_s", ...}``, or None without ONNX Runtime. One MAC is two integer operations."""
+    gemm = _onnxruntime_int8_matmul(n, threads)
+    if gemm is None:
+        return None
+    best = _time_matmul(gemm[1], 2.0 * n ** 3, min_seconds)
+    return {"library": gemm[0], "gops": round(best, 2), "gmacs_per_s": round(best / 2, 2), "n": n, "dtype": "int8",
+            "threads": threads}
+
+
+def memory_bandwidth(megabytes: int = 256, min_seconds: float = 0.6) -> dict[str, Any]:
+    """Measured memory bandwidth: the best of repeated copies of a ``megabytes`` array (far larger than any
+    cache), counting the bytes read and the bytes written: ``{"gb_per_s", "method"}``."""
+    import numpy as np
+
+    src = np.ones(megabytes * 2 ** 20, dtype=np.uint8)
+    dst = np.empty_like(src)
+    moved = 2.0 * src.nbytes
+    best = _time_matmul(lambda: np.copyto(dst, src), moved, min_seconds)  # "GFLOP/s" of bytes: GB/s
+    return {"gb_per_s": round(best, 2), "method": f"numpy copy of {megabytes} MB (read + write bytes), 1 thread"}
+
+
 def gemm_peak(threads: int | None = None, n: int = 1024, min_seconds: float = 0.6) -> dict[str, Any]:
     """Best measured float32 GEMM rate (n x n times n x n): ``{"library", "gflops", "gmacs_per_s", ...}``.
 
@@ -191,6 +242,8 @@ def machine_info(threads: int | None = None, measure_peak: bool = True) -> dict[
     info["gpu"] = gpu_name()
     if measure_peak:
         info["gemm"] = gemm_peak(threads)
+        info["gemm_int8"] = int8_gemm_peak(threads)
+        info["memory"] = memory_bandwidth()
         if info["gpu"]:
             info["gpu_gemm"] = gpu_gemm_peak()
     info["id"] = machine_id(info)
@@ -205,11 +258,16 @@ def machine_id(info: dict[str, Any]) -> str:
 
 
 def machine_summary(info: dict[str, Any]) -> str:
-    """One line: ``'AMD EPYC, 2 cores (x86_64, Linux 6.1), fp32 GEMM 140 GFLOP/s'``."""
+    """One line: ``'AMD EPYC, 2 cores (x86_64, Linux 6.1), fp32 GEMM 140 GFLOP/s, int8 GEMM 420 GOP/s, memory
+    12 GB/s'``."""
     cores = info.get("usable_cores") or info.get("logical_cores")
     text = f"{info.get('cpu')}, {cores} cores ({info.get('arch')}, {info.get('os')})"
     if info.get("gemm"):
         text += f", fp32 GEMM {info['gemm']['gflops']:.0f} GFLOP/s"
+    if info.get("gemm_int8"):
+        text += f", int8 GEMM {info['gemm_int8']['gops']:.0f} GOP/s"
+    if info.get("memory"):
+        text += f", memory {info['memory']['gb_per_s']:.0f} GB/s"
     if info.get("gpu"):
         text += f"; GPU {info['gpu']}"
     return text

@@ -230,15 +230,17 @@ def _gpu_present(config: BenchConfig) -> bool:
     return present
 
 
-def _complexity(model: str, shape: list[int]) -> tuple[int | None, int | None, int | None]:
-    """(params, MACs per run, fp32 state-dict bytes) of ``model`` at ``shape``."""
+def _complexity(model: str, shape: list[int], precision: str = "fp32") -> dict[str, int | None]:
+    """``params``, ``macs`` (per run), fp32 ``state_dict_bytes`` and ``bytes_moved`` (per run at ``precision``) of
+    ``model`` at ``shape``; all None for a model the registry does not know (a foreign bundle)."""
     try:
-        from .analysis import mac_breakdown
+        from .analysis import bytes_moved, mac_breakdown
 
         b = mac_breakdown(model, tuple(shape))
-        return b.params, b.macs, b.state_dict_bytes
+        return {"params": b.params, "macs": b.macs, "state_dict_bytes": b.state_dict_bytes,
+                "bytes_moved": bytes_moved(b, precision)}
     except Exception:  # noqa: BLE001 - a model the registry does not know (foreign bundle): no counts
-        return None, None, None
+        return dict.fromkeys(("params", "macs", "state_dict_bytes", "bytes_moved"))
 
 
 def pinned_weights(manifest, given: Any) -> tuple[Any, int]:
@@ -270,11 +272,11 @@ def reference_job(model: str, weights: Any, seed: int, shape: list[int], threads
     from salsdk.registry import get_card
 
     card = get_card(model)
-    params, macs, state_bytes = _complexity(card.name, shape)
+    cost = _complexity(card.name, shape)
     row = BenchResult(model=card.name, format=REFERENCE_FORMAT, runtime="pytorch",
                       delegate="cuda" if device == "cuda" else "cpu", device=device, input_shape=shape,
-                      threads=threads, maps_per_run=maps_per_run(card.temporal, shape), params=params, macs=macs,
-                      file_bytes=state_bytes, fidelity_cc_min=1.0, fidelity_cc_mean=1.0,
+                      threads=threads, maps_per_run=maps_per_run(card.temporal, shape), params=cost["params"],
+                      macs=cost["macs"], bytes_moved=cost["bytes_moved"], file_bytes=cost["state_dict_bytes"], fidelity_cc_min=1.0, fidelity_cc_mean=1.0,
                       fidelity_source="reference", trained=weights is not None)
     row.notes.append("file size: fp32 state dict (weights and BatchNorm statistics)")
     spec = {"kind": "pytorch", "model": card.name, "weights": None if weights is None else str(weights),
@@ -296,7 +298,7 @@ def bundle_jobs(bundle: Path, threads: int | None, config: BenchConfig, gpu: boo
     manifest = read_manifest(bundle)
     fmt, fidelity = manifest.format, manifest.fidelity
     shape = list(manifest.canonical_input_shape())
-    params, macs, _ = _complexity(manifest.model_name, shape)
+    cost = _complexity(manifest.model_name, shape, fmt.precision)
     jobs = []
     for delegate, device, options in runtime_variants(fmt.runtime, gpu):
         rewrite = manifest.graph_rewrite
@@ -304,7 +306,8 @@ def bundle_jobs(bundle: Path, threads: int | None, config: BenchConfig, gpu: boo
         row = BenchResult(model=manifest.model_name, format=label, runtime=fmt.runtime, delegate=delegate,
                           precision=fmt.precision, device=device, input_shape=shape, threads=threads,
                           maps_per_run=manifest.maps_per_run, file_bytes=manifest.model_bytes,
-                          params=params, macs=macs, fidelity_cc_min=fidelity.cc_min, fidelity_cc_mean=fidelity.cc_mean,
+                          params=cost["params"], macs=cost["macs"], bytes_moved=cost["bytes_moved"],
+                          fidelity_cc_min=fidelity.cc_min, fidelity_cc_mean=fidelity.cc_mean,
                           fidelity_source="manifest", gate=manifest.gate, trained=manifest.weights.trained,
                           bundle=str(bundle))
         if fidelity.method == "simulated":
@@ -521,16 +524,22 @@ def benchmark(config: BenchConfig, progress: bool = True, log: Log = _stderr) ->
 
 
 def remeasure_peak(machines: dict[int | None, dict[str, Any]], rows: list[BenchResult]) -> None:
-    """Measure the GEMM peak again after the run and keep the higher one (a busy moment only lowers it)."""
-    from .machine import gemm_peak, machine_summary
+    """Measure the GEMM peaks and the memory bandwidth again after the run and keep the higher of each (a busy
+    moment only lowers them)."""
+    from .machine import gemm_peak, int8_gemm_peak, machine_summary, memory_bandwidth
 
     for threads, machine in machines.items():
-        again = gemm_peak(threads)
-        before = machine.get("gemm") or {}
-        samples = [before.get("gflops", 0.0), again["gflops"]]
-        if again["gflops"] > before.get("gflops", 0.0):
-            machine["gemm"] = again
-        machine["gemm"]["samples_gflops"] = samples
+        for key, measure, unit in (("gemm", lambda: gemm_peak(threads), "gflops"),
+                                   ("gemm_int8", lambda: int8_gemm_peak(threads), "gops"),
+                                   ("memory", memory_bandwidth, "gb_per_s")):
+            before = machine.get(key)
+            if not before:
+                continue
+            again = measure()
+            samples = [before[unit], again[unit]]
+            if again[unit] > before[unit]:
+                machine[key] = again
+            machine[key][f"samples_{unit}"] = samples
         machine["summary"] = machine_summary(machine)
     for row in rows:
         if row.source == "measured" and row.machine_info:

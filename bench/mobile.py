@@ -267,8 +267,9 @@ def enrich_from_bundles(rows: list[BenchResult], bundles: list[Path]) -> list[Be
         row.gate = manifest.gate
         row.trained = manifest.weights.trained
         row.file_bytes = row.file_bytes or manifest.model_bytes
-        params, macs, _ = _complexity(manifest.model_name, shape)
-        row.params, row.macs = row.params or params, row.macs or macs
+        cost = _complexity(manifest.model_name, shape, row.precision)
+        row.params, row.macs = row.params or cost["params"], row.macs or cost["macs"]
+        row.bytes_moved = row.bytes_moved or cost["bytes_moved"]
     return rows
 
 

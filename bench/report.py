@@ -38,7 +38,7 @@ def _num(value: float | None, fmt: str, missing: str = "-") -> str:
 
 def _cells(r: BenchResult) -> dict[str, str]:
     ratio = "1.00x ref" if r.is_reference and r.status == "ok" else (f"{r.ratio:.2f}x" if r.ratio else "-")
-    share = r.peak_share
+    share, bound = r.limit_share, {"compute": "cmp", "memory": "mem"}.get(r.bound or "", "")
     return {
         "model": r.model, "input": r.size_label, "format / engine": r.label, "thr": _num(r.threads, "d"),
         "load s": _num(r.load_s, ".2f"), "p50 ms": _num(r.central_ms, ".1f") + ("*" if r.latency_ms_p50 is None
@@ -46,7 +46,7 @@ def _cells(r: BenchResult) -> dict[str, str]:
         "p90 ms": _num(r.latency_ms_p90, ".1f"), "p99 ms": _num(r.latency_ms_p99, ".1f"),
         "ms/map": _num(r.ms_per_map, ".1f"), "maps/s": _num(r.maps_per_s, ".2f"), "ratio": ratio,
         "peak MB": _num(r.peak_rss_mb, ".0f"), "size MB": _num(r.file_bytes / 1e6 if r.file_bytes else None, ".1f"),
-        "GMAC/s": _num(r.gmacs_per_s, ".1f"), "%peak": _num(100 * share if share else None, ".0f"),
+        "GMAC/s": _num(r.gmacs_per_s, ".1f"), "%limit": (_num(100 * share, ".0f") + f" {bound}") if share else "-",
         "CC min": _num(r.fidelity_cc_min, ".4f"),
         "status": r.status if r.status == "ok" else f"{r.status}: {r.error}",
     }
@@ -121,13 +121,21 @@ def markdown_report(rows: list[BenchResult], targets: list | None = None, claims
         if gemm:
             line += (f"; measured fp32 GEMM peak {gemm.get('gflops')} GFLOP/s = {gemm.get('gmacs_per_s')} GMAC/s "
                      f"({gemm.get('library')})")
+        if info.get("gemm_int8"):
+            line += (f"; int8 GEMM peak {info['gemm_int8']['gops']} GOP/s = {info['gemm_int8']['gmacs_per_s']} "
+                     f"GMAC/s ({info['gemm_int8']['library']})")
+        if info.get("memory"):
+            line += f"; memory bandwidth {info['memory']['gb_per_s']} GB/s ({info['memory']['method']})"
         parts.append(line)
     parts += ["", "## Results", "",
               "Reference row: PyTorch eager fp32 of the same model, input, thread count and machine, measured in the "
               "same run. ratio = reference p50 / row p50. ms/map divides by the maps one run produces (16 for "
               "TinyHD-M). peak MB: peak resident memory of the process that ran only that measurement. "
-              "%peak: effective MAC rate as a share of the machine's measured fp32 GEMM peak. CC min: fidelity "
-              "against PyTorch fp32 on held-out real inputs (from the bundle's manifest).", "",
+              "%limit: the row's share of the fastest this machine could run it, the higher of two limits: "
+              "compute (cmp: its MACs at the measured GEMM peak of its precision, fp32 or int8) and memory (mem: "
+              "a lower bound on the bytes it moves, each convolution's input and output and every weight once, at "
+              "the measured memory bandwidth). CC min: fidelity against PyTorch fp32 on held-out real inputs (from "
+              "the bundle's manifest).", "",
               markdown_table(rows), ""]
     if targets:
         parts += ["## Targets", "", "```", targets_text(targets), "```", ""]
@@ -136,7 +144,8 @@ def markdown_report(rows: list[BenchResult], targets: list | None = None, claims
     front = front_markdown(rows)
     if front:
         parts += ["## Fidelity/latency Pareto front", "", "No other row is both faster and more faithful; "
-                  "'x limit': latency over the compute limit (MACs at the measured GEMM peak).", "", front]
+                  "'x limit': latency over the row's limit here (the higher of its compute and memory limits).", "",
+                  front]
     if charts:
         parts += ["## Charts", ""] + [f"![{name}]({Path(path).name})" for name, path in charts.items()] + [""]
     profiled = [r for r in rows if r.extra.get("profile")]
@@ -255,10 +264,21 @@ def write_charts(rows: list[BenchResult], out: Path) -> dict[str, str]:
     return charts
 
 
-def compute_limit_ms(r: BenchResult) -> float | None:
-    """The fastest a map could be computed here: its MACs at this machine's measured fp32 GEMM peak."""
-    peak = (r.machine_info.get("gemm") or {}).get("gmacs_per_s") if r.machine_info else None
-    return None if not (peak and r.macs) else r.macs / max(1, r.maps_per_run) / (peak * 1e9) * 1000.0
+def limit_ms(r: BenchResult) -> float | None:
+    """The fastest one map of ``r`` could be made here: the higher of its compute and memory limits, per map."""
+    limits = [v for v in (r.compute_limit_ms, r.memory_limit_ms) if v]
+    return max(limits) / max(1, r.maps_per_run) if limits else None
+
+
+def _limit_lines(pts: list[BenchResult]) -> list[tuple[float, str]]:
+    """(ms per map, label) of this machine's limit for the model's fp32 and int8 rows (first row of each)."""
+    lines = []
+    for name, rows in (("fp32", [r for r in pts if not r.precision.startswith("int8")]),
+                       ("int8", [r for r in pts if r.precision.startswith("int8")])):
+        row = next((r for r in rows if limit_ms(r)), None)
+        if row is not None:
+            lines.append((limit_ms(row), f"{name} limit here: {limit_ms(row):.1f} ms/map ({row.bound}-bound)"))
+    return lines
 
 
 def _pareto_chart(plt, model: str, pts: list[BenchResult], many_threads: bool, path: Path) -> None:
@@ -279,15 +299,14 @@ def _pareto_chart(plt, model: str, pts: list[BenchResult], many_threads: bool, p
             label=f"Pareto front ({len(front)} of {len(pts)})")
     gate = next((r.gate for r in pts if r.gate is not None), DEFAULT_GATE)
     ax.axhline(1 - gate, color="grey", ls="--", lw=0.9, label=f"acceptance gate: CC >= {gate:g}")
-    limit = next((compute_limit_ms(r) for r in pts if compute_limit_ms(r)), None)
-    if limit:
-        ax.axvline(limit, color="black", ls=":", lw=0.9,
-                   label=f"fp32 compute limit here: {limit:.1f} ms/map (MACs at fp32 GEMM peak)")
+    limits = _limit_lines(pts)
+    for (limit, text), style in zip(limits, (":", "-.")):
+        ax.axvline(limit, color="black", ls=style, lw=0.9, label=text)
     ax.set_xscale("log")
     ax.set_yscale("log")
     worst = max([fidelity_loss(r) for r in pts] + [1 - gate])
     ax.set_ylim(min(0.5, worst * 4), 1e-7 / 4)  # inverted: better (smaller loss) up
-    low = min([r.ms_per_map for r in pts] + ([limit] if limit else []))
+    low = min([r.ms_per_map for r in pts] + [limit for limit, _ in limits])
     ax.set_xlim(low / 1.6, max(r.ms_per_map for r in pts) * 1.6)
     ax.set_xlabel("latency per map, p50 (ms, log)")
     ax.set_ylabel("fidelity loss 1 - CC min vs PyTorch fp32 (log; up is better)")
@@ -310,11 +329,12 @@ def front_markdown(rows: list[BenchResult]) -> str:
         front = pareto_front(pts)
         if not front:
             continue
-        limit = next((compute_limit_ms(r) for r in pts if compute_limit_ms(r)), None)
-        parts += [f"**{model}**" + (f" (fp32 compute limit here: {limit:.1f} ms/map)" if limit else ""), "",
-                  "| format / runtime | input | ms/map | CC min | x limit |", "|---|---|---|---|---|"]
+        limits = "; ".join(text for _, text in _limit_lines(pts))
+        parts += [f"**{model}**" + (f" ({limits})" if limits else ""), "",
+                  "| format / runtime | input | ms/map | CC min | x limit | bound |", "|---|---|---|---|---|---|"]
         parts += [f"| {r.label} | {r.size_label} | {r.ms_per_map:.1f} | {r.fidelity_cc_min:.4f} | "
-                  f"{(r.ms_per_map / limit) if limit else float('nan'):.1f} |" for r in front]
+                  f"{_num(r.ms_per_map / limit_ms(r) if limit_ms(r) else None, '.1f')} | {r.bound or '-'} |"
+                  for r in front]
         parts.append("")
     return "\n".join(parts)
 

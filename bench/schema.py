@@ -55,6 +55,7 @@ class BenchResult:
     file_bytes: int | None = None
     params: int | None = None
     macs: int | None = None  # per run
+    bytes_moved: int | None = None  # per run, a lower bound at the row's precision (bench.analysis.bytes_moved)
     # --- fidelity (CC of this artifact's maps against PyTorch fp32 on held-out real inputs) -----------
     fidelity_cc_min: float | None = None
     fidelity_cc_mean: float | None = None
@@ -108,6 +109,42 @@ class BenchResult:
         return None if not (peak and rate) else rate / peak
 
     @property
+    def compute_peak(self) -> dict[str, Any]:
+        """The measured GEMM peak of this row's arithmetic: int8 for int8 artifacts, else fp32 (empty if unknown)."""
+        info = self.machine_info or {}
+        if self.precision.startswith("int8") and info.get("gemm_int8"):
+            return info["gemm_int8"]
+        return info.get("gemm") or {}
+
+    @property
+    def compute_limit_ms(self) -> float | None:
+        """The fastest one run's MACs could be done here: at the measured GEMM peak of the row's precision."""
+        peak = self.compute_peak.get("gmacs_per_s")
+        return None if not (peak and self.macs) else self.macs / (peak * 1e9) * 1000.0
+
+    @property
+    def memory_limit_ms(self) -> float | None:
+        """The fastest one run's bytes could move here: :attr:`bytes_moved` at the measured memory bandwidth."""
+        bandwidth = (self.machine_info or {}).get("memory", {}).get("gb_per_s")
+        return None if not (bandwidth and self.bytes_moved) else self.bytes_moved / (bandwidth * 1e9) * 1000.0
+
+    @property
+    def bound(self) -> str | None:
+        """``"compute"`` or ``"memory"``: which limit is the higher, i.e. which one holds this row back."""
+        limits = {"compute": self.compute_limit_ms, "memory": self.memory_limit_ms}
+        known = {k: v for k, v in limits.items() if v}
+        return max(known, key=known.get) if known else None
+
+    @property
+    def limit_share(self) -> float | None:
+        """How close the row runs to this machine's limit for it: (the higher of the compute and memory limits)
+        / its typical latency; 1.0 would be running at the limit."""
+        bound, c = self.bound, self.central_ms
+        if not (bound and c):
+            return None
+        return (self.compute_limit_ms if bound == "compute" else self.memory_limit_ms) / c
+
+    @property
     def size_label(self) -> str:
         """``'480x640'`` or ``'16x192x256'`` (frames x height x width)."""
         return "x".join(str(d) for d in self.input_shape[2:]) if len(self.input_shape) > 2 else "?"
@@ -133,14 +170,17 @@ class BenchResult:
         """JSON-ready dictionary, with the derived values added (ignored by :meth:`from_dict`)."""
         data = asdict(self)
         data.update(schema=SCHEMA, central_ms=self.central_ms, ms_per_map=self.ms_per_map,
-                    maps_per_s=self.maps_per_s, gmacs_per_s=self.gmacs_per_s, peak_share=self.peak_share)
+                    maps_per_s=self.maps_per_s, gmacs_per_s=self.gmacs_per_s, peak_share=self.peak_share,
+                    compute_limit_ms=self.compute_limit_ms, memory_limit_ms=self.memory_limit_ms, bound=self.bound,
+                    limit_share=self.limit_share)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "BenchResult":
         """Inverse of :meth:`to_dict`; unknown keys (derived values, newer fields) are kept in ``extra``."""
         known = {f.name for f in fields(cls)}
-        derived = {"schema", "central_ms", "ms_per_map", "maps_per_s", "gmacs_per_s", "peak_share"}
+        derived = {"schema", "central_ms", "ms_per_map", "maps_per_s", "gmacs_per_s", "peak_share",
+                   "compute_limit_ms", "memory_limit_ms", "bound", "limit_share"}
         row = cls(**{k: v for k, v in data.items() if k in known})
         unknown = {k: v for k, v in data.items() if k not in known and k not in derived}
         if unknown:

@@ -34,6 +34,7 @@ class ExportContext:
     calibration_method: str = "minmax"
     opset: int = 17
     dynamic_batch: bool = False
+    prefer: str = "speed"  # what int8 is for: speed | size | fidelity (orders the fidelity fallback's layers)
     onnx_fp32: Path | None = None  # set once the ONNX fp32 export exists; other formats derive from it
     graph: dict[str, Any] | None = None  # the export rewrite ``model`` is (name, summary, measured error), if any
 
@@ -45,6 +46,12 @@ class ExportContext:
     @property
     def calibration_sources(self) -> list[str]:
         return self.data.calibration_sources
+
+    def fallback_costs(self) -> dict[str, float] | None:
+        """Each module group's share of what keeping it float costs under ``prefer`` (None: fidelity only)."""
+        from salsdk.quantize.ranking import group_costs
+
+        return group_costs(self.model, self.input_shape, self.prefer)
 
     def graph_record(self) -> dict[str, Any]:
         """What the manifest says about the exported graph."""

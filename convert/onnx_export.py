@@ -107,7 +107,8 @@ def export_onnx(ctx: ExportContext, fmt: Format, dest: Path, keep_float: Sequenc
 def rank_int8(ctx: ExportContext, fmt: Format) -> list[str]:
     """The ONNX int8 fallback's ranking of layer groups (see :func:`salsdk.quantize.onnx_int8.rank_sensitivity`)."""
     source = onnx_int8.preprocessed(_fp32_source(ctx), ctx.workdir)
-    return onnx_int8.rank_sensitivity(source, ctx.data, ctx.calibration_method, ctx.workdir)
+    return onnx_int8.rank_sensitivity(source, ctx.data, ctx.calibration_method, ctx.workdir,
+                                      cost=ctx.fallback_costs())
 
 
 def embed_manifest(path: Path, manifest_json: str) -> None:

@@ -103,7 +103,7 @@ def export_pte(ctx: ExportContext, fmt: Format, dest: Path, keep_float: Sequence
 def rank_int8(ctx: ExportContext, fmt: Format) -> list[str]:
     """The pte-int8 fallback's ranking of module groups (see :func:`salsdk.quantize.pte_int8.rank_sensitivity`)."""
     method = ctx.calibration_method if ctx.calibration_method in pte_int8.METHODS else pte_int8.METHODS[0]
-    return pte_int8.rank_sensitivity(ctx.model, ctx.input_shape, ctx.data, method)
+    return pte_int8.rank_sensitivity(ctx.model, ctx.input_shape, ctx.data, method, cost=ctx.fallback_costs())
 
 
 def embed_manifest(path: Path, manifest_json: str) -> None:

@@ -153,7 +153,7 @@ def export_tflite(ctx: ExportContext, fmt: Format, dest: Path, keep_float: Seque
 def rank_int8(ctx: ExportContext, fmt: Format) -> list[str]:
     """The TFLite int8 fallback's ranking of module groups (:func:`salsdk.quantize.litert_int8.rank_sensitivity`)."""
     return litert_int8.rank_sensitivity(float_model(ctx), ctx.data, layer_groups(ctx.model),
-                                        fmt.precision == "int8-io")
+                                        fmt.precision == "int8-io", cost=ctx.fallback_costs())
 
 
 if __name__ == "__main__":  # the conversion child process of float_model()

@@ -22,7 +22,7 @@ import io
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -145,7 +145,8 @@ def _recipe_name(precision: str) -> str:
             "int8-io": "static_wi8_ai8"}[precision]
 
 
-def rank_sensitivity(float_model: Path, data: CalibrationData, groups: Sequence[str], int8_io: bool) -> list[str]:
+def rank_sensitivity(float_model: Path, data: CalibrationData, groups: Sequence[str], int8_io: bool,
+                     cost: Mapping[str, float] | None = None) -> list[str]:
     """Module groups, the ones whose float copy recovers most map CC first (see the module docstring)."""
     import tempfile
 
@@ -163,7 +164,7 @@ def rank_sensitivity(float_model: Path, data: CalibrationData, groups: Sequence[
             runtime = LiteRTRuntime(path, threads=2)
             return min(cc(_maps(runtime.run(x)[0]), _maps(e)) for x, e in zip(samples, expected))
 
-        return recovery_order(list(groups), score)
+        return recovery_order(list(groups), score, cost=cost)
 
 
 def _maps(output: np.ndarray) -> np.ndarray:

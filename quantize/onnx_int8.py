@@ -13,7 +13,7 @@ fallback attempt and the ranking reuse them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -105,7 +105,8 @@ def quantize_qdq(source: Path, target: Path, data: CalibrationData, method: str,
     return excluded
 
 
-def rank_sensitivity(source: Path, data: CalibrationData, method: str, workdir: Path) -> list[str]:
+def rank_sensitivity(source: Path, data: CalibrationData, method: str, workdir: Path,
+                     cost: Mapping[str, float] | None = None) -> list[str]:
     """Layer groups in the order the fallback should keep them in float, measured on calibration inputs.
 
     Every candidate is scored the way the fallback will use it: the whole model quantized *except* the kept groups
@@ -134,4 +135,4 @@ def rank_sensitivity(source: Path, data: CalibrationData, method: str, workdir: 
 
     conv_nodes = {n.name for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm")}
     groups = [g for g, nodes in layer_groups(model).items() if conv_nodes & set(nodes)]
-    return recovery_order(groups, score)
+    return recovery_order(groups, score, cost=cost)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import replace
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -79,7 +79,8 @@ def quantize(graph: torch.fx.GraphModule, data: CalibrationData, method: str,
         return convert_pt2e(prepared)
 
 
-def rank_sensitivity(model: nn.Module, input_shape: Sequence[int], data: CalibrationData, method: str) -> list[str]:
+def rank_sensitivity(model: nn.Module, input_shape: Sequence[int], data: CalibrationData, method: str,
+                     cost: Mapping[str, float] | None = None) -> list[str]:
     """Module groups in the order the fallback should keep them in float (see the module docstring)."""
     from salsdk.metrics import cc
 
@@ -94,7 +95,7 @@ def rank_sensitivity(model: nn.Module, input_shape: Sequence[int], data: Calibra
             outputs = [_first(probe(x)) for x in samples]
         return min(cc(o.reshape(-1, o.shape[-1]), r.reshape(-1, r.shape[-1])) for o, r in zip(outputs, reference))
 
-    return recovery_order(layer_groups(model), score, greedy_steps=RANK_GREEDY_STEPS)
+    return recovery_order(layer_groups(model), score, greedy_steps=RANK_GREEDY_STEPS, cost=cost)
 
 
 def _first(output) -> np.ndarray:

@@ -56,6 +56,19 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return counter.get_total_flops() // 2
 
 
+def layer_macs(module: nn.Module, inputs, output) -> int:
+    """MACs of one convolution or linear layer's call, from a forward hook's ``inputs`` and ``output``."""
+    out = output[0] if isinstance(output, (tuple, list)) else output
+    if isinstance(module, nn.Linear):
+        return out.numel() * module.in_features
+    kernel = 1
+    for k in module.kernel_size:
+        kernel *= k
+    if module.transposed:  # every input element meets every kernel weight of its group
+        return inputs[0].numel() * (module.out_channels // module.groups) * kernel
+    return out.numel() * (module.in_channels // module.groups) * kernel
+
+
 class _ElementwiseCharges(TorchDispatchMode):
     """Counts what ptflops charges beyond convolutions, from the ATen ops a forward pass dispatches."""
 

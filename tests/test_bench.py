@@ -200,6 +200,15 @@ def test_gemm_peak_positive():
     assert info["cpu"] and info["usable_cores"] >= 1 and info["id"]
 
 
+def test_int8_peak_and_memory_bandwidth_are_measured():
+    from salsdk.bench.machine import int8_gemm_peak, memory_bandwidth
+
+    peak = int8_gemm_peak(threads=1, n=256, min_seconds=0.05)
+    assert peak["dtype"] == "int8" and peak["gops"] > 0 and "MatMulInteger" in peak["library"]
+    bandwidth = memory_bandwidth(megabytes=64, min_seconds=0.05)
+    assert bandwidth["gb_per_s"] > 0.1
+
+
 def test_targets_say_by_how_much_and_why():
     from salsdk.bench.measure import attach_ratios
     from salsdk.bench.targets import check_all, targets_text
@@ -268,6 +277,8 @@ def test_tiny_run_rows(tiny_run):
         assert r.peak_rss_mb > r.baseline_rss_mb > 0 and r.load_s > 0 and r.first_run_ms > 0
         assert r.params == 10_448_833 and r.macs > 0 and r.gmacs_per_s > 0 and r.file_bytes > 40e6
         assert r.fidelity_cc_min is not None and r.machine_info["gemm"]["gflops"] > 0
+        assert r.machine_info["gemm_int8"]["gops"] > 0 and r.machine_info["memory"]["gb_per_s"] > 0
+        assert r.bytes_moved > 0 and r.bound in ("compute", "memory") and 0 < r.limit_share
     assert onnx.fidelity_source == "manifest" and onnx.fidelity_cc_min > 0.99
     assert not any("PyTorch was loaded" in n for n in onnx.notes)  # ONNX worker ran without torch
     assert onnx.extra["profile"]["ops"] and ref.extra["profile"]["ops"]  # where the time goes
@@ -281,6 +292,7 @@ def test_tiny_run_report_files(tiny_run):
     text = (report / "report.md").read_text()
     assert "1.00x ref" in text and "Papers' claims vs ours" in text and "41.2 MB" in text
     assert "## Fidelity/latency Pareto front" in text and " | 64x64 | " in text.split("Pareto front")[1]
+    assert "int8 GEMM peak" in text and "memory bandwidth" in text and "%limit" in text
     data = json.loads((report / "results.json").read_text())
     assert len(data["rows"]) == 2 and data["claims"]
 
@@ -295,8 +307,8 @@ def test_tiny_run_table_and_report_action(tiny_run, capsys):
     assert (root / "again" / "report.md").is_file()
 
 
-def test_pareto_front_and_compute_limit():
-    from salsdk.bench.report import compute_limit_ms, pareto_front
+def test_pareto_front_and_limit():
+    from salsdk.bench.report import limit_ms, pareto_front
 
     def row(fmt, ms, cc):
         return BenchResult(model="UniSal", format=fmt, runtime="onnxruntime", input_shape=[1, 3, 64, 64],
@@ -304,4 +316,31 @@ def test_pareto_front_and_compute_limit():
                            machine_info={"gemm": {"gmacs_per_s": 100.0}})
     rows = [row("a", 10, 0.999), row("b", 5, 0.995), row("c", 20, 0.998), row("d", 30, 1.0)]
     assert [r.format for r in pareto_front(rows)] == ["b", "a", "d"]  # c is slower and less faithful than a
-    assert compute_limit_ms(rows[0]) == pytest.approx(20.0)  # 2 GMAC at 100 GMAC/s
+    assert limit_ms(rows[0]) == pytest.approx(20.0)  # 2 GMAC at 100 GMAC/s, no bandwidth known
+
+
+def test_rows_say_which_limit_holds_them_back():
+    """int8 rows are held to the int8 GEMM peak; a row that moves many bytes for its MACs is memory-bound."""
+    info = {"gemm": {"gmacs_per_s": 100.0}, "gemm_int8": {"gmacs_per_s": 400.0}, "memory": {"gb_per_s": 10.0}}
+
+    def row(precision, macs, moved):
+        return BenchResult(model="UniSal", format="f", runtime="onnxruntime", precision=precision,
+                           input_shape=[1, 3, 64, 64], latency_ms_p50=100.0, macs=macs, bytes_moved=moved,
+                           machine_info=info)
+    dense = row("fp32", 5_000_000_000, 100_000_000)  # compute 50 ms, memory 10 ms
+    assert dense.bound == "compute" and dense.limit_share == pytest.approx(0.5)
+    quantized = row("int8", 5_000_000_000, 100_000_000)  # compute 12.5 ms at the int8 peak, memory 10 ms
+    assert quantized.compute_limit_ms == pytest.approx(12.5) and quantized.limit_share == pytest.approx(0.125)
+    thin = row("fp32", 500_000_000, 400_000_000)  # compute 5 ms, memory 40 ms
+    assert thin.bound == "memory" and thin.limit_share == pytest.approx(0.4)
+    again = BenchResult.from_dict(json.loads(json.dumps(thin.to_dict())))
+    assert again == thin and again.bound == "memory"
+
+
+def test_bytes_moved_counts_each_precision_s_element_size():
+    from salsdk.bench.analysis import bytes_moved, mac_breakdown
+
+    b = mac_breakdown("UniSal", (1, 3, 96, 128))
+    fp32, int8 = bytes_moved(b, "fp32"), bytes_moved(b, "int8")
+    assert fp32 == 4 * (b.activation_elements + b.params) and int8 * 4 == fp32
+    assert b.activation_elements > 3 * 96 * 128  # at least the input and the map
