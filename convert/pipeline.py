@@ -31,12 +31,14 @@ from salsdk.manifest import (MANIFEST_NAME, MAX_DIM, PENDING_MANIFEST, FormatRec
 from salsdk.quantize.calibration import clip_calibration, image_calibration
 from salsdk.quantize.fidelity import FidelityReport, compare_outputs, run_batched
 from salsdk.quantize.policy import CALIBRATION_CHOICES, DEFAULT_MAX_FLOAT, Decision, calibration_candidates, decide
+from salsdk.quantize.ranking import PREFER_CHOICES, group_costs
 from salsdk.registry import get_entry
 from salsdk.runtimes import open_runtime
 from salsdk.weights import OFFICIAL, WeightsArg
 
 from .context import ExportContext, ExportResult
 from .formats import Format
+from .speed_check import fp32_sibling, measure_speed, predicted_speedup, speed_summary
 
 GRAPH_CHOICES = ("auto", "original", "rewritten")  # which graph formats export (see ConvertOptions.graph)
 REWRITE_MIN_CC = 0.9999  # an export rewrite must reproduce the original this closely on the held-out inputs
@@ -55,6 +57,7 @@ class Outcome:
     fidelity: FidelityReport | None = None
     message: str = ""
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    speed: dict[str, Any] = field(default_factory=dict)  # int8 against its fp32 sibling (manifest "speed")
 
     @property
     def accepted(self) -> bool:
@@ -79,6 +82,8 @@ class ConvertOptions:
     max_float: float = DEFAULT_MAX_FLOAT  # fraction of the ranked layers the fidelity fallback may keep in float
     graph: str = "auto"  # auto: each format's table row decides; original / rewritten: every format
     offline: bool | None = None  # never download official weights (default: SALSDK_OFFLINE)
+    prefer: str = "speed"  # what int8 is for: speed | size | fidelity (which layers the fallback keeps float)
+    speed_check: bool = True  # time each accepted int8 artifact against its fp32 sibling
 
     def validate(self) -> None:
         """Refuse impossible options with one :class:`InputError` naming the option."""
@@ -94,6 +99,8 @@ class ConvertOptions:
                 raise InputError(f"--size {h}x{w}: height and width must be positive multiples of 32 up to {MAX_DIM}")
         if self.calibration_method not in CALIBRATION_CHOICES:
             raise InputError(f"--calib-method {self.calibration_method!r}: choose one of {', '.join(CALIBRATION_CHOICES)}")
+        if self.prefer not in PREFER_CHOICES:
+            raise InputError(f"--prefer {self.prefer!r}: choose one of {', '.join(PREFER_CHOICES)}")
         if self.graph not in GRAPH_CHOICES:
             raise InputError(f"--graph {self.graph!r}: choose one of {', '.join(GRAPH_CHOICES)}")
         if self.calib is not None and not Path(self.calib).exists():
@@ -143,7 +150,7 @@ def prepare(opts: ConvertOptions, workdir: Path, log: Log) -> tuple[ExportContex
     reference = run_batched(TorchRuntime(model, device="cpu").run, data.evaluation)
     ctx = ExportContext(card=card, contract=contract, model=model, weights=info, input_shape=contract.input_shape(hw),
                         data=data, workdir=workdir, calibration_method=opts.calibration_method,
-                        dynamic_batch=opts.dynamic_batch)
+                        dynamic_batch=opts.dynamic_batch, prefer=opts.prefer)
     return ctx, reference
 
 
@@ -223,7 +230,31 @@ def _gate(ctx: ExportContext, fmt: Format, reference: list[np.ndarray], opts: Co
                   method_used=lambda result, method: result.quantization.get("calibration_method", method))
 
 
-def _manifest_document(ctx: ExportContext, fmt: Format, decision: Decision) -> dict[str, Any]:
+def _speed(ctx: ExportContext, fmt: Format, decision: Decision, artifact: Path, fp32_files: dict[str, Path],
+           log: Log) -> dict[str, Any]:
+    """Time an accepted int8 artifact against its fp32 sibling of the same graph (:mod:`.speed_check`); the
+    sibling is the one this run accepted, else exported into the work folder for the comparison only."""
+    sibling = fp32_sibling(fmt)
+    key = f"{sibling.key}@{ctx.graph_record()['rewrite']}"
+    try:
+        if key not in fp32_files:
+            folder = Path(ctx.workdir) / f"speed-{sibling.key}-{ctx.graph_record()['rewrite'] or 'original'}"
+            folder.mkdir(exist_ok=True)
+            fp32_files[key] = folder / sibling.load_exporter()(ctx, sibling, folder).model_file
+        speed = measure_speed(fmt.runtime, artifact, fp32_files[key], ctx.data.evaluation[:1])
+    except Exception as exc:  # noqa: BLE001 - a failed timing must not lose an accepted artifact
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return {"vs": sibling.key, "note": f"timing failed: {reason}"}
+    kept = decision.attempts[-1]["kept_float"] if decision.attempts else []
+    predicted = predicted_speedup(kept, group_costs(ctx.model, ctx.input_shape, "speed"))
+    speed = {"vs": sibling.key, **speed, **({"predicted": predicted} if predicted else {}),
+             "threads": "runtime default", "measured_on": platform.node(), "input": list(ctx.input_shape)}
+    log(f"  {fmt.key}: {speed['ms']:.1f} ms vs {speed['fp32_ms']:.1f} ms for {sibling.key}: {speed_summary(speed)}")
+    return speed
+
+
+def _manifest_document(ctx: ExportContext, fmt: Format, decision: Decision,
+                       speed: dict[str, Any] | None = None) -> dict[str, Any]:
     result: ExportResult = decision.artifact
     return build_manifest(
         card=ctx.card, weights=ctx.weights,
@@ -232,19 +263,21 @@ def _manifest_document(ctx: ExportContext, fmt: Format, decision: Decision) -> d
         preprocessing=ctx.contract.preprocessing, temporal=ctx.contract.temporal,
         fidelity=decision.fidelity.to_dict(), status=decision.status, quantization=result.quantization,
         fallback_attempts=decision.attempts, tool_versions=result.tool_versions, graph=ctx.graph_record(),
-        graph_notes=result.graph_notes)
+        graph_notes=result.graph_notes, speed=speed)
 
 
 def _convert_one(ctx: ExportContext, fmt: Format, reference: list[np.ndarray], opts: ConvertOptions,
-                 log: Log) -> Outcome:
+                 fp32_files: dict[str, Path], log: Log) -> Outcome:
     """Export, gate and publish one format; a failure becomes a "failed" outcome, an interruption cleans up."""
     with atomic.staging_folder(opts.out, f"{ctx.card.name}-{fmt.key}") as staging:
         try:
             if fmt.key != "onnx-fp32" and fmt.derives_from_onnx:
                 ensure_onnx_fp32(ctx)
             decision = _gate(ctx, fmt, reference, opts, staging, log)
-            document = _manifest_document(ctx, fmt, decision)
             model_path = staging / decision.artifact.model_file
+            measure = decision.accepted and opts.speed_check and fp32_sibling(fmt) is not None
+            speed = _speed(ctx, fmt, decision, model_path, fp32_files, log) if measure else {}
+            document = _manifest_document(ctx, fmt, decision, speed)
             size = tree_size(model_path)
             if not decision.accepted:
                 report = opts.out / rejection_report_name(ctx.card.name, fmt.key)
@@ -257,7 +290,10 @@ def _convert_one(ctx: ExportContext, fmt: Format, reference: list[np.ndarray], o
             (staging / PENDING_MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
             target = opts.out / bundle_name(ctx.card.name, fmt.key)
             atomic.replace_folder(staging, target, last=MANIFEST_NAME, pending=PENDING_MANIFEST)
-            return Outcome(fmt, decision.status, target, size, decision.fidelity, attempts=decision.attempts)
+            if fmt.precision == "fp32":
+                fp32_files[f"{fmt.key}@{ctx.graph_record()['rewrite']}"] = target / decision.artifact.model_file
+            return Outcome(fmt, decision.status, target, size, decision.fidelity, attempts=decision.attempts,
+                           speed=speed)
         except Exception as exc:  # one format failing must not lose the others
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             log(f"  {fmt.key}: FAILED: {reason}")
@@ -273,6 +309,7 @@ def convert(opts: ConvertOptions, log: Log = print) -> list[Outcome]:
     card = get_entry(opts.model).card
     log(f"[1/{len(opts.formats) + 1}] preparing {card.name}: model, calibration inputs, fp32 reference")
     outcomes: list[Outcome] = []
+    fp32_files: dict[str, Path] = {}  # "<format>@<graph rewrite>" -> accepted fp32 model file (speed checks)
     with atomic.staging_folder(opts.out, "work") as workdir:
         ctx, reference = prepare(opts, workdir, log)
         fp32_bytes = 4 * sum(p.numel() for p in ctx.model.parameters())
@@ -285,7 +322,7 @@ def convert(opts: ConvertOptions, log: Log = print) -> list[Outcome]:
             fctx = rewritten if rewritten is not None and uses_rewrite(fmt, opts.graph) else ctx
             graph = f" [graph: {fctx.graph['rewrite']}]" if fctx.graph else ""
             log(f"[{step}/{len(opts.formats) + 1}] {fmt.key}: {fmt.description}{graph}")
-            outcome = _convert_one(fctx, fmt, reference, opts, log)
+            outcome = _convert_one(fctx, fmt, reference, opts, fp32_files, log)
             if fmt.key == "onnx-fp32" and outcome.bundle and fctx.onnx_fp32 is None:
                 fctx.onnx_fp32 = workdir / f"model_fp32_{fctx.graph_record()['rewrite'] or 'original'}.onnx"
                 shutil.copyfile(outcome.bundle / "model.onnx", fctx.onnx_fp32)
@@ -294,7 +331,7 @@ def convert(opts: ConvertOptions, log: Log = print) -> list[Outcome]:
 
 
 def format_table(outcomes: list[Outcome]) -> str:
-    """The closing table: format, precision, size, CC/KL vs fp32, status."""
+    """The closing table: format, precision, size, CC/KL vs fp32, status (int8: speed against fp32)."""
     lines = [f"{'format':<19} {'precision':<13} {'size':>9} {'CC min':>7} {'CC mean':>8} {'KL':>7}  status",
              "-" * 82]
     for o in outcomes:
@@ -302,7 +339,8 @@ def format_table(outcomes: list[Outcome]) -> str:
         f = o.fidelity
         cc = (f"{f.cc_min:7.4f} {f.cc_mean:8.4f} {max(f.kl_mean, 0.0):7.4f}" if f else f"{'-':>7} {'-':>8} {'-':>7}")
         sim = " (simulated)" if f and f.method == "simulated" else ""
-        lines.append(f"{o.format.key:<19} {o.format.precision:<13} {size:>9} {cc}  {o.status}{sim}"
+        speed = f"; {speed_summary(o.speed)}" if o.speed else ""
+        lines.append(f"{o.format.key:<19} {o.format.precision:<13} {size:>9} {cc}  {o.status}{sim}{speed}"
                      + (f": {o.message}" if o.message else ""))
     return "\n".join(lines)
 

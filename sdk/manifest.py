@@ -189,7 +189,23 @@ SCHEMA: dict[str, Any] = {
         "tool_versions": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 256}},
         "graph": {"type": "object"},
         "graph_notes": _array(_STRING),
-        "speed": {"type": "object"},
+        "speed": {  # an int8 artifact timed against its fp32 sibling at conversion (salsdk.convert.speed_check)
+            "type": "object", "required": ["vs"], "additionalProperties": False,
+            "properties": {
+                "vs": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,31}$"},
+                "ms": {"type": "number", "exclusiveMinimum": 0}, "fp32_ms": {"type": "number", "exclusiveMinimum": 0},
+                "speedup": {"type": "number", "exclusiveMinimum": 0}, "runs": {"type": "integer", "minimum": 1},
+                "slower_than_fp32": {"type": "boolean"}, "threads": {"type": "string", "maxLength": 64},
+                "measured_on": {"type": "string", "maxLength": 256}, "note": {"type": "string", "maxLength": 1000},
+                "input": _array({"type": "integer", "minimum": 1}, maxItems=5),
+                "predicted": {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {"speedup": {"type": "number", "exclusiveMinimum": 0},
+                                   "float_mac_share": {"type": "number", "minimum": 0, "maximum": 1},
+                                   "gemm_int8_over_fp32": {"type": "number", "exclusiveMinimum": 0}},
+                },
+            },
+        },
         "files": {
             "type": "object", "minProperties": 1, "maxProperties": 64,
             "propertyNames": {"type": "string", "pattern": FILE_NAME},

@@ -125,6 +125,26 @@ def test_closing_table_lists_each_format(converted):
     assert "accepted" in table and "CC min" in table
 
 
+def test_int8_bundles_are_timed_against_their_fp32_sibling(converted):
+    """Each accepted int8 bundle records its latency beside its fp32 sibling's, measured in one process, and the
+    table prints the speed-up (a slower one is flagged there and in the manifest); fp32 bundles record none."""
+    _, outcomes, log = converted
+    table = format_table(outcomes)
+    for outcome in outcomes:
+        speed = dict(read_manifest(outcome.bundle).speed)
+        if outcome.format.precision == "fp32":
+            assert not speed
+            continue
+        assert speed["vs"] == outcome.format.key.replace("int8", "fp32") and speed["runs"] >= 3
+        assert speed["speedup"] == pytest.approx(speed["fp32_ms"] / speed["ms"], rel=1e-2)
+        assert speed["slower_than_fp32"] == (speed["ms"] > speed["fp32_ms"])
+        assert 0 < speed["predicted"]["speedup"] and 0 <= speed["predicted"]["float_mac_share"] <= 1
+        line = next(x for x in table.splitlines() if x.startswith(outcome.format.key + " "))
+        assert f"{speed['speedup']:.2f}x {speed['vs']}" in line
+        assert ("SLOWER than fp32" in line) == speed["slower_than_fp32"]
+        assert any(f"{outcome.format.key}: " in x and f"for {speed['vs']}" in x for x in log)
+
+
 def _convert_process(out: Path, weights: Path, video: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "salsdk", "convert", "--model", MODEL, "--weights", str(weights), "--int8",
                "--format", "onnx-fp32,onnx-int8", "--calib", str(video), "--out", str(out)]
@@ -177,16 +197,18 @@ def test_fallback_steps_grow_to_the_cap():
         fallback_steps(10, 0.0)
 
 
-def test_cli_exit_status_and_rejection_report(tmp_path, tinyhd_s_weights, shared_video):
+def test_cli_exit_status_and_rejection_report(tmp_path):
     """An impossible gate: the int8 artifact is rejected with a JSON report and no bundle; exit status 1 with
-    ``--strict`` (without it a rejection is a reported result, status 0: tests/test_first_contact.py)."""
+    ``--strict`` (without it a rejection is a reported result, status 0: tests/test_first_contact.py). The
+    UniSal stand-in at 64x96 keeps the fallback's full ranking cheap."""
     from salsdk.cli import main
 
-    status = main(["convert", "--model", MODEL, "--weights", str(tinyhd_s_weights), "--format", "onnx-int8",
-                   "--int8", "--calib", str(shared_video), "--n-calib", "2", "--n-eval", "1", "--min-cc", "0.99999",
-                   "--max-float", "0.15", "--out", str(tmp_path), "--strict"])
+    model = "UniSal"
+    status = main(["convert", "--model", model, "--random-init", "--size", "64x96", "--format", "onnx-int8",
+                   "--int8", "--n-calib", "2", "--n-eval", "1", "--min-cc", "0.99999", "--max-float", "0.15",
+                   "--out", str(tmp_path), "--strict"])
     assert status == 1
-    report = json.loads((tmp_path / f"{MODEL}-onnx-int8.rejected.json").read_text())
+    report = json.loads((tmp_path / f"{model}-onnx-int8.rejected.json").read_text())
     assert report["schema"] == "salsdk-rejection/1" and report["status"] == "rejected"
     assert not report["fidelity"]["passed"]
     attempts = report["fallback_attempts"]  # other calibration methods first, then layers kept in float
@@ -195,5 +217,5 @@ def test_cli_exit_status_and_rejection_report(tmp_path, tinyhd_s_weights, shared
     ranked = report["quantization"]["fallback"]["ranked_layers"]
     assert [len(a["kept_float"]) for a in attempts[3:]] == fallback_steps(ranked, 0.15)
     assert len(attempts[-1]["kept_float"]) == int(ranked * 0.15)  # the cap was reached, not exceeded
-    assert not (tmp_path / f"{MODEL}-onnx-int8").exists()
-    assert (tmp_path / f"{MODEL}-onnx-fp32" / MANIFEST_NAME).exists()
+    assert not (tmp_path / f"{model}-onnx-int8").exists()
+    assert (tmp_path / f"{model}-onnx-fp32" / MANIFEST_NAME).exists()

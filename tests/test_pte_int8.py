@@ -18,25 +18,9 @@ from salsdk.errors import ConversionError  # noqa: E402
 from salsdk.metrics import cc  # noqa: E402
 from salsdk.quantize import pte_int8  # noqa: E402
 from salsdk.quantize.calibration import image_calibration  # noqa: E402
-from salsdk.quantize.ranking import layer_groups, recovery_order  # noqa: E402
+from salsdk.quantize.ranking import layer_groups  # noqa: E402
 
 pytestmark = pytest.mark.slow
-
-
-def test_recovery_order_adds_the_group_that_recovers_most_with_those_chosen():
-    """Single scores put ``a`` then ``b`` first, but ``b`` adds nothing to ``a`` while ``c`` completes it."""
-    singles = {"a": 0.90, "b": 0.89, "c": 0.80, "d": 0.70, "e": 0.60}
-    calls: list[list[str]] = []
-
-    def score(keep: list[str]) -> float:
-        calls.append(keep)
-        if len(keep) == 1:
-            return singles[keep[0]]
-        return 0.99 if set(keep) >= {"a", "c"} else 0.91
-
-    order = recovery_order(list(singles), score, greedy_steps=2, greedy_width=3)
-    assert order == ["a", "c", "b", "d", "e"]
-    assert len(calls) == len(singles) + 3 + 3  # the singles, then at most greedy_width per greedy step
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fidelity fallback: at most this fraction of the ranked layers may stay in float "
                              "(default 0.5, so an int8 artifact stays mostly int8; 1 allows as many as the gate "
                              "needs; the table and manifest say how many were kept)")
+    parser.add_argument("--prefer", default="speed", choices=["speed", "size", "fidelity"],
+                        help="what int8 is for, i.e. which layers the fidelity fallback keeps in float first: speed "
+                             "(default: those that recover most CC per share of the model's MACs, so the int8 "
+                             "arithmetic stays where the time is), size (per share of the weights) or fidelity "
+                             "(most CC recovered, whatever it costs)")
+    parser.add_argument("--no-speed-check", action="store_true",
+                        help="do not time accepted int8 artifacts against their fp32 sibling (by default each "
+                             "one is, side by side on a held-out input; the table and manifest flag a slower one)")
     parser.add_argument("--size", help="static input size HxW for image models (default: the card's, e.g. 480x640)")
     parser.add_argument("--dynamic-batch", action="store_true", help="ONNX with a dynamic batch dimension")
     parser.add_argument("--graph", default="auto", choices=["auto", "original", "rewritten"],
@@ -72,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     opts = ConvertOptions(model=card.name, weights=weights, formats=formats, out=Path(args.out), calib=args.calib,
                           min_cc=args.min_cc, size=parse_size(args.size), calibration_method=args.calib_method,
                           dynamic_batch=args.dynamic_batch, graph=args.graph, n_calib=args.n_calib,
-                          n_eval=args.n_eval, max_float=args.max_float, offline=True if args.offline else None)
+                          n_eval=args.n_eval, max_float=args.max_float, offline=True if args.offline else None,
+                          prefer=args.prefer, speed_check=not args.no_speed_check)
     opts.validate()
     outcomes = convert(opts)
     print()
@@ -82,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
     failed = sum(o.status == "failed" for o in outcomes)
     print(f"\n{accepted} bundle(s) written to {opts.out}" + (f"; {rejected} rejected by the fidelity gate "
           "(reports beside them)" if rejected else "") + (f"; {failed} FAILED" if failed else ""))
+    slower = [o.format.key for o in outcomes if o.speed.get("slower_than_fp32")]
+    if slower:
+        print(f"slower than their fp32 sibling on this machine (kept, flagged in their manifests): {', '.join(slower)}")
     print(f"licence of these artifacts: {card.licence}")
     if failed or not accepted or (args.strict and rejected):
         return 1
