@@ -1,9 +1,11 @@
 """The one table of artifact formats: what each is, which exporter makes it, which runtime runs it.
 
 Formats whose row sets ``graph_rewrite`` are exported from the model's registered export rewrite when it has one
-(TinyHD: :mod:`salsdk.models.tinyhd.framewise`, because TFLite has no grouped 3-D convolution); measured on this
-machine, ONNX Runtime runs the original 3-D graph faster, and Core ML has native grouped 3-D convolutions, so
-those rows keep the original graph (``salsdk convert --graph`` overrides the choice).
+(TinyHD: :mod:`salsdk.models.tinyhd.framewise`, because TFLite has no grouped 3-D convolution). Each row takes
+the graph that runs fastest for it, measured side by side here (TinyHD-S x1/4, ONNX Runtime, 2 threads): fp32
+ONNX runs the original 3-D graph faster (157 vs 178 ms), int8 ONNX the framewise one (169 vs 231 ms: MLAS has
+fast int8 2-D convolutions, not 3-D ones), and Core ML has native grouped 3-D convolutions, so onnx-fp32/fp16 and
+Core ML keep the original graph (``salsdk convert --graph`` overrides the choice).
 
 Adding a format means one exporter function (``module:function`` taking ``(ExportContext, Format, dest_dir,
 keep_float=())`` and returning an :class:`~salsdk.convert.context.ExportResult`) and one row here; a quantized
@@ -79,7 +81,7 @@ FORMATS: tuple[Format, ...] = (
            "ONNX with fp16 weights and compute (fp32 input/output)"),
     Format("onnx-int8", "onnx", "int8", "onnxruntime", f"{_ONNX}:export_onnx", "int8",
            "ONNX static QDQ int8, per-channel weights, calibrated on real images", f"{_ONNX}:rank_int8",
-           calibration_methods=("minmax", "percentile", "entropy")),
+           graph_rewrite=True, calibration_methods=("minmax", "percentile", "entropy")),
     Format("tflite-fp32", "tflite", "fp32", "litert", f"{_TFLITE}:export_tflite", "base",
            "TFLite fp32 via litert-torch (PyTorch -> TFLite, no TensorFlow), NHWC input", graph_rewrite=True),
     Format("tflite-fp16", "tflite", "fp16", "litert", f"{_TFLITE}:export_tflite", "base",

@@ -230,26 +230,27 @@ def _gate(ctx: ExportContext, fmt: Format, reference: list[np.ndarray], opts: Co
                   method_used=lambda result, method: result.quantization.get("calibration_method", method))
 
 
-def _speed(ctx: ExportContext, fmt: Format, decision: Decision, artifact: Path, fp32_files: dict[str, Path],
-           log: Log) -> dict[str, Any]:
-    """Time an accepted int8 artifact against its fp32 sibling of the same graph (:mod:`.speed_check`); the
-    sibling is the one this run accepted, else exported into the work folder for the comparison only."""
+def _speed(ctx: ExportContext, sibling_ctx: ExportContext, fmt: Format, decision: Decision, artifact: Path,
+           fp32_files: dict[str, Path], log: Log) -> dict[str, Any]:
+    """Time an accepted int8 artifact against its fp32 sibling as that one is shipped, on the graph its own row
+    chooses (:mod:`.speed_check`); the sibling is the one this run accepted, else exported into the work folder
+    for the comparison only."""
     sibling = fp32_sibling(fmt)
-    key = f"{sibling.key}@{ctx.graph_record()['rewrite']}"
     try:
-        if key not in fp32_files:
-            folder = Path(ctx.workdir) / f"speed-{sibling.key}-{ctx.graph_record()['rewrite'] or 'original'}"
+        if sibling.key not in fp32_files:
+            folder = Path(ctx.workdir) / f"speed-{sibling.key}"
             folder.mkdir(exist_ok=True)
-            fp32_files[key] = folder / sibling.load_exporter()(ctx, sibling, folder).model_file
-        speed = measure_speed(fmt.runtime, artifact, fp32_files[key], ctx.data.evaluation[:1])
+            fp32_files[sibling.key] = folder / sibling.load_exporter()(sibling_ctx, sibling, folder).model_file
+        speed = measure_speed(fmt.runtime, artifact, fp32_files[sibling.key], ctx.data.evaluation[:1])
     except Exception as exc:  # noqa: BLE001 - a failed timing must not lose an accepted artifact
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return {"vs": sibling.key, "note": f"timing failed: {reason}"}
     kept = decision.attempts[-1]["kept_float"] if decision.attempts else []
     predicted = predicted_speedup(kept, group_costs(ctx.model, ctx.input_shape, "speed"))
     speed = {"vs": sibling.key, **speed, **({"predicted": predicted} if predicted else {}),
-             "threads": "runtime default", "measured_on": platform.node(), "input": list(ctx.input_shape)}
-    log(f"  {fmt.key}: {speed['ms']:.1f} ms vs {speed['fp32_ms']:.1f} ms for {sibling.key}: {speed_summary(speed)}")
+             "measured_on": platform.node(), "input": list(ctx.input_shape)}
+    log(f"  {fmt.key}: {speed['ms']:.1f} ms vs {speed['fp32_ms']:.1f} ms for {sibling.key} ({speed['threads']} "
+        f"threads): {speed_summary(speed)}")
     return speed
 
 
@@ -267,7 +268,7 @@ def _manifest_document(ctx: ExportContext, fmt: Format, decision: Decision,
 
 
 def _convert_one(ctx: ExportContext, fmt: Format, reference: list[np.ndarray], opts: ConvertOptions,
-                 fp32_files: dict[str, Path], log: Log) -> Outcome:
+                 fp32_files: dict[str, Path], sibling_ctx: ExportContext, log: Log) -> Outcome:
     """Export, gate and publish one format; a failure becomes a "failed" outcome, an interruption cleans up."""
     with atomic.staging_folder(opts.out, f"{ctx.card.name}-{fmt.key}") as staging:
         try:
@@ -276,7 +277,7 @@ def _convert_one(ctx: ExportContext, fmt: Format, reference: list[np.ndarray], o
             decision = _gate(ctx, fmt, reference, opts, staging, log)
             model_path = staging / decision.artifact.model_file
             measure = decision.accepted and opts.speed_check and fp32_sibling(fmt) is not None
-            speed = _speed(ctx, fmt, decision, model_path, fp32_files, log) if measure else {}
+            speed = _speed(ctx, sibling_ctx, fmt, decision, model_path, fp32_files, log) if measure else {}
             document = _manifest_document(ctx, fmt, decision, speed)
             size = tree_size(model_path)
             if not decision.accepted:
@@ -291,7 +292,7 @@ def _convert_one(ctx: ExportContext, fmt: Format, reference: list[np.ndarray], o
             target = opts.out / bundle_name(ctx.card.name, fmt.key)
             atomic.replace_folder(staging, target, last=MANIFEST_NAME, pending=PENDING_MANIFEST)
             if fmt.precision == "fp32":
-                fp32_files[f"{fmt.key}@{ctx.graph_record()['rewrite']}"] = target / decision.artifact.model_file
+                fp32_files[fmt.key] = target / decision.artifact.model_file
             return Outcome(fmt, decision.status, target, size, decision.fidelity, attempts=decision.attempts,
                            speed=speed)
         except Exception as exc:  # one format failing must not lose the others
@@ -309,7 +310,7 @@ def convert(opts: ConvertOptions, log: Log = print) -> list[Outcome]:
     card = get_entry(opts.model).card
     log(f"[1/{len(opts.formats) + 1}] preparing {card.name}: model, calibration inputs, fp32 reference")
     outcomes: list[Outcome] = []
-    fp32_files: dict[str, Path] = {}  # "<format>@<graph rewrite>" -> accepted fp32 model file (speed checks)
+    fp32_files: dict[str, Path] = {}  # fp32 format key -> its accepted model file (speed checks)
     with atomic.staging_folder(opts.out, "work") as workdir:
         ctx, reference = prepare(opts, workdir, log)
         fp32_bytes = 4 * sum(p.numel() for p in ctx.model.parameters())
@@ -318,11 +319,16 @@ def convert(opts: ConvertOptions, log: Log = print) -> list[Outcome]:
         rewritten = rewritten_context(ctx, reference, log) if wanted else None
         if opts.graph == "rewritten" and rewritten is None:
             raise ConversionError(f"--graph rewritten: {ctx.card.name} has no export rewrite")
+
+        def context_of(fmt: Format) -> ExportContext:
+            return rewritten if rewritten is not None and uses_rewrite(fmt, opts.graph) else ctx
+
         for step, fmt in enumerate(opts.formats, start=2):
-            fctx = rewritten if rewritten is not None and uses_rewrite(fmt, opts.graph) else ctx
+            fctx = context_of(fmt)
+            sibling = fp32_sibling(fmt)
             graph = f" [graph: {fctx.graph['rewrite']}]" if fctx.graph else ""
             log(f"[{step}/{len(opts.formats) + 1}] {fmt.key}: {fmt.description}{graph}")
-            outcome = _convert_one(fctx, fmt, reference, opts, fp32_files, log)
+            outcome = _convert_one(fctx, fmt, reference, opts, fp32_files, context_of(sibling or fmt), log)
             if fmt.key == "onnx-fp32" and outcome.bundle and fctx.onnx_fp32 is None:
                 fctx.onnx_fp32 = workdir / f"model_fp32_{fctx.graph_record()['rewrite'] or 'original'}.onnx"
                 shutil.copyfile(outcome.bundle / "model.onnx", fctx.onnx_fp32)

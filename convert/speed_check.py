@@ -58,8 +58,12 @@ def predicted_speedup(kept_float: Sequence[str], mac_share: Mapping[str, float] 
 
 def measure_speed(runtime: str, artifact: Path, sibling: Path, x: np.ndarray,
                   budget_s: float = SPEED_BUDGET_S) -> dict[str, Any]:
-    """Median latency (ms) of ``artifact`` and of its fp32 ``sibling`` on input ``x``, runs interleaved."""
-    engines = [open_runtime(runtime, artifact), open_runtime(runtime, sibling)]
+    """Median latency (ms) of ``artifact`` and of its fp32 ``sibling`` on input ``x``, runs interleaved, both on
+    every core this process may use (runtimes' own defaults differ: LiteRT's is one thread)."""
+    from salsdk.bench.machine import usable_cores
+
+    threads = usable_cores()
+    engines = [open_runtime(runtime, artifact, threads=threads), open_runtime(runtime, sibling, threads=threads)]
     for engine in engines:  # warm-up: first-run allocations, thread pools, XNNPACK packing
         engine.run(x)
     times: list[list[float]] = [[], []]
@@ -70,7 +74,7 @@ def measure_speed(runtime: str, artifact: Path, sibling: Path, x: np.ndarray,
             engine.run(x)
             samples.append((time.perf_counter() - t0) * 1000.0)
     ms, fp32_ms = (statistics.median(t) for t in times)
-    return {"ms": round(ms, 3), "fp32_ms": round(fp32_ms, 3), "runs": len(times[0]),
+    return {"ms": round(ms, 3), "fp32_ms": round(fp32_ms, 3), "runs": len(times[0]), "threads": threads,
             "speedup": round(fp32_ms / ms, 3), "slower_than_fp32": ms > fp32_ms}
 
 

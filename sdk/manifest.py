@@ -195,7 +195,7 @@ SCHEMA: dict[str, Any] = {
                 "vs": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,31}$"},
                 "ms": {"type": "number", "exclusiveMinimum": 0}, "fp32_ms": {"type": "number", "exclusiveMinimum": 0},
                 "speedup": {"type": "number", "exclusiveMinimum": 0}, "runs": {"type": "integer", "minimum": 1},
-                "slower_than_fp32": {"type": "boolean"}, "threads": {"type": "string", "maxLength": 64},
+                "slower_than_fp32": {"type": "boolean"}, "threads": {"type": "integer", "minimum": 1},
                 "measured_on": {"type": "string", "maxLength": 256}, "note": {"type": "string", "maxLength": 1000},
                 "input": _array({"type": "integer", "minimum": 1}, maxItems=5),
                 "predicted": {

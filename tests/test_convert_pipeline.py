@@ -53,7 +53,8 @@ def test_every_format_is_accepted_on_held_out_frames(converted):
 
 
 def test_tflite_bundles_are_made_from_the_graph_without_3d_convolutions(converted):
-    """TFLite artifacts come from the framewise rewrite (recorded, measured), ONNX ones from the original graph."""
+    """TFLite artifacts come from the framewise rewrite (recorded, measured); ONNX fp32 from the original graph,
+    ONNX int8 from the rewrite (each row takes the graph its runtime runs faster)."""
     from salsdk.tflite_model import op_counts, ops_after_input
 
     out, _, log = converted
@@ -68,6 +69,7 @@ def test_tflite_bundles_are_made_from_the_graph_without_3d_convolutions(converte
         assert "TRANSPOSE" not in ops_after_input(content), ops  # channels-last input, read by a convolution
         assert manifest.tool_versions.get("litert-torch") and "tensorflow" not in manifest.tool_versions
     assert read_manifest(out / f"{MODEL}-onnx-fp32").graph_rewrite is None
+    assert read_manifest(out / f"{MODEL}-onnx-int8").graph_rewrite == "tinyhd-framewise-2d"
     assert any("export rewrite tinyhd-framewise-2d: max abs error" in line for line in log)
 
 
