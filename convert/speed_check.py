@@ -38,7 +38,7 @@ def fp32_sibling(fmt: Format) -> Format | None:
 @lru_cache(maxsize=1)
 def gemm_ratio() -> float | None:
     """This machine's int8 over fp32 GEMM peak (both measured; None without ONNX Runtime's int8 kernels)."""
-    from salsdk.bench.machine import gemm_peak, int8_gemm_peak
+    from salsdk.hardware_limits import gemm_peak, int8_gemm_peak
 
     int8 = int8_gemm_peak(min_seconds=0.3)
     return None if int8 is None else int8["gmacs_per_s"] / gemm_peak(min_seconds=0.3)["gmacs_per_s"]
@@ -60,7 +60,7 @@ def measure_speed(runtime: str, artifact: Path, sibling: Path, x: np.ndarray,
                   budget_s: float = SPEED_BUDGET_S) -> dict[str, Any]:
     """Median latency (ms) of ``artifact`` and of its fp32 ``sibling`` on input ``x``, runs interleaved, both on
     every core this process may use (runtimes' own defaults differ: LiteRT's is one thread)."""
-    from salsdk.bench.machine import usable_cores
+    from salsdk.hardware_limits import usable_cores
 
     threads = usable_cores()
     engines = [open_runtime(runtime, artifact, threads=threads), open_runtime(runtime, sibling, threads=threads)]
