@@ -22,7 +22,7 @@ import io
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -78,6 +78,13 @@ def _quantizer(float_model: Path, entries: list[dict[str, Any]]) -> Any:
     return q
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Swallow what the quantizer prints: sizes on stdout, tqdm progress bars on stderr."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
 def _signature(float_model: Path) -> tuple[str, str]:
     """(signature key, input name) of the float model."""
     from ai_edge_litert.interpreter import Interpreter
@@ -96,8 +103,8 @@ def _calibration(float_model: Path, data: CalibrationData) -> Any:
         samples = [{name: x} for x in data.calibration_samples(channels_last=True)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            try:  # the quantizer prints its progress and sizes to stdout
-                with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                with _quiet():
                     _CALIBRATIONS[digest.hexdigest()] = _quantizer(float_model, recipe("int8-io")).calibrate(
                         {key: samples})
             except Exception as exc:
@@ -117,7 +124,7 @@ def quantize(float_model: Path, precision: str, data: CalibrationData | None = N
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
+            with _quiet():
                 result = _quantizer(float_model, entries).quantize(
                     _calibration(float_model, data) if static else None)
         except ConversionError:

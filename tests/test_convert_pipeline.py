@@ -67,10 +67,29 @@ def test_tflite_bundles_are_made_from_the_graph_without_3d_convolutions(converte
         ops = op_counts(content)
         assert "CONV_3D" not in ops and ops.get("DEPTHWISE_CONV_2D", 0) > 50, ops
         assert "TRANSPOSE" not in ops_after_input(content), ops  # channels-last input, read by a convolution
+        # temporal taps are summed by frame slices and concatenations, not zero-pads of the batch axis, which
+        # litert-torch wraps in a TRANSPOSE on each side (207 TRANSPOSEs before, 91 after: pixel shuffles)
+        assert not [pair for pair in _neighbours(content, "TRANSPOSE") if "PAD" in pair], ops
         assert manifest.tool_versions.get("litert-torch") and "tensorflow" not in manifest.tool_versions
     assert read_manifest(out / f"{MODEL}-onnx-fp32").graph_rewrite is None
     assert read_manifest(out / f"{MODEL}-onnx-int8").graph_rewrite == "tinyhd-framewise-2d"
     assert any("export rewrite tinyhd-framewise-2d: max abs error" in line for line in log)
+
+
+def _neighbours(content: bytes, op_type: str) -> list[tuple[str, ...]]:
+    """For every ``op_type`` operator of a .tflite file: the op types that produce its inputs and read its output."""
+    from salsdk.tflite_model import _op_names, read_model
+
+    model = read_model(content)
+    operators, names = model.subgraphs[0].operators, _op_names(model)
+    producer = {t: names[i] for i, op in enumerate(operators) for t in op.outputs}
+    readers: dict[int, list[str]] = {}
+    for i, op in enumerate(operators):
+        for t in op.inputs:
+            readers.setdefault(t, []).append(names[i])
+    return [tuple(producer.get(t, "INPUT") for t in op.inputs if t in producer)
+            + tuple(r for t in op.outputs for r in readers.get(t, []))
+            for i, op in enumerate(operators) if names[i] == op_type]
 
 
 def test_output_folder_holds_only_complete_bundles(converted):

@@ -7,9 +7,13 @@ convolution per channel (thousands of ops that no delegate accelerates). :func:`
 * the clip (N, C, T, H, W) is folded to a batch of frames (N*T, C, H, W) once, at the input;
 * a 3-D convolution with temporal kernel ``kt``, stride ``st`` and padding ``pt`` becomes ``kt`` 2-D convolutions
   (depthwise stays depthwise), one per temporal tap ``j``: tap ``j`` of output frame ``t`` reads input frame
-  ``t*st - pt + j``; each tap runs only on the frames it reads (a frame slice), its result is zero-padded in time
-  where the tap falls into the 3-D convolution's zero padding, and the taps are summed. One-tap kernels
-  ((1,1,1), (1,k,k)) are a single 2-D convolution on all frames; a tap that only ever reads padding is dropped;
+  ``t*st - pt + j``; each tap runs only on the frames it reads (a frame slice) and the taps are summed: the
+  partial ones (which miss frames at the clip's ends) over the union of their frame ranges by slices and
+  concatenations of the batch axis, then added to one that covers every frame, so each layer ends in an ADD
+  that converters fuse with the ReLU6 after it (zero-padding the batch axis instead costs litert-torch a
+  TRANSPOSE on each side of every pad: 207 TRANSPOSEs in TinyHD-S x1/4 against 91, all in pixel shuffles).
+  One-tap kernels ((1,1,1), (1,k,k)) are a single 2-D convolution on all frames; a tap that only ever reads
+  padding is dropped;
 * the BatchNorm that follows each convolution is folded into its weights (eval-mode statistics);
 * per-frame pixel shuffle is ``pixel_shuffle`` on the frames, x2 trilinear up-sampling in space is bilinear
   (``align_corners=True``) per frame, and x2 trilinear up-sampling in time is a bilinear resize of the tensor
@@ -74,6 +78,30 @@ def _pad_frames(x: Tensor, batch: int, before: int, after: int) -> Tensor:
     return padded.reshape(-1, *x.shape[1:])
 
 
+def _add_to_frames(out: Tensor, y: Tensor, first: int) -> Tensor:
+    """``out`` (one clip) with ``y`` added to its frames ``first, first + 1, ...``.
+
+    Slices and a concatenation of the batch axis, which litert-torch keeps channels-last; a zero-pad of that axis
+    (:func:`_pad_frames`) costs it a TRANSPOSE on each side.
+    """
+    end = first + y.shape[0]
+    parts = [out[:first], out[first:end] + y, out[end:]]
+    return concat([p for p in parts if p.shape[0]], dim=0)
+
+
+def _sum_frame_ranges(a: Tensor, a_first: int, b: Tensor, b_first: int) -> tuple[Tensor, int] | None:
+    """``a`` (frames ``a_first, ...`` of one clip) plus ``b`` (frames ``b_first, ...``) over the union of their
+    frame ranges, and its first frame; None if the ranges leave a gap between them."""
+    if b_first < a_first:
+        a, a_first, b, b_first = b, b_first, a, a_first
+    a_end, b_end = a_first + a.shape[0], b_first + b.shape[0]
+    if b_first > a_end:
+        return None
+    lo, hi = b_first - a_first, min(a_end, b_end) - a_first  # the overlap, in frames of a
+    parts = [a[:lo], a[lo:hi] + b[: hi - lo], a[hi:] if a_end > b_end else b[hi - lo :]]
+    return concat([p for p in parts if p.shape[0]], dim=0), a_first
+
+
 def fold_batchnorm(conv: nn.Conv3d, norm: nn.BatchNorm3d | None) -> tuple[Tensor, Tensor | None]:
     """Weights and bias of ``norm(conv(x))`` as one convolution (eval-mode statistics)."""
     weight = conv.weight.detach()
@@ -92,8 +120,8 @@ class FramewiseConv3d(nn.Module):
 
     ``frames_in`` is the fixed number of frames per clip this layer receives; ``placements[i]`` says which output
     frames tap ``taps[i]`` produces: ``(first_out, count, first_in)``, reading input frames
-    ``first_in, first_in + st, ...``. The bias goes to a tap that covers every output frame (else it is added
-    after the sum), so that converters fuse it into that convolution.
+    ``first_in, first_in + st, ...``; a tap that covers every output frame comes first and carries the bias
+    (else the bias is added after the sum), so that converters fuse it into that convolution.
     """
 
     def __init__(self, conv: nn.Conv3d, norm: nn.BatchNorm3d | None, frames_in: int) -> None:
@@ -110,7 +138,9 @@ class FramewiseConv3d(nn.Module):
             if valid:  # else this tap only ever reads the zero padding
                 self.placements.append((valid[0], len(valid), valid[0] * st - pt + j))
         full = [i for i, (_, count, _) in enumerate(self.placements) if count == self.frames_out]
-        self.bias_tap = full[0] if full and bias is not None else None
+        if full:  # the sum starts from a tap that covers every output frame; the others are added to frame ranges
+            self.placements.insert(0, self.placements.pop(full[0]))
+        self.bias_tap = 0 if full and bias is not None else None
         taps = []
         for i, (first_out, _, first_in) in enumerate(self.placements):
             j = first_in - first_out * st + pt
@@ -127,13 +157,22 @@ class FramewiseConv3d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         batch = x.shape[0] // self.frames_in
         out: Tensor | None = None
+        rest: tuple[Tensor, int] | None = None  # with one clip: the sum of the taps after the first, from a frame
         for tap, (first_out, count, first_in) in zip(self.taps, self.placements):
             whole = first_in == 0 and count == self.frames_in and self.stride == 1
             picked = slice(first_in, first_in + self.stride * (count - 1) + 1, self.stride)
-            frames = x if whole else _select(x, batch, self.frames_in, picked)
-            y = _pad_frames(tap(frames), batch, first_out, self.frames_out - first_out - count)
-            out = y if out is None else out + y
+            y = tap(x if whole else _select(x, batch, self.frames_in, picked))
+            if out is not None and batch == 1:
+                merged = _sum_frame_ranges(*rest, y, first_out) if rest else (y, first_out)
+                if merged is None:  # a gap between the frame ranges: add what is summed so far
+                    out, merged = _add_to_frames(out, *rest), (y, first_out)
+                rest = merged
+            else:
+                y = _pad_frames(y, batch, first_out, self.frames_out - first_out - count)
+                out = y if out is None else out + y
         assert out is not None
+        if rest is not None:  # a whole-clip sum ends in an ADD, which converters fuse with the ReLU6 after it
+            out = out + rest[0] if rest[0].shape[0] == self.frames_out else _add_to_frames(out, *rest)
         return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
 
 
