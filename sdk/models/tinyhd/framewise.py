@@ -78,20 +78,11 @@ def _pad_frames(x: Tensor, batch: int, before: int, after: int) -> Tensor:
     return padded.reshape(-1, *x.shape[1:])
 
 
-def _add_to_frames(out: Tensor, y: Tensor, first: int) -> Tensor:
-    """``out`` (one clip) with ``y`` added to its frames ``first, first + 1, ...``.
-
-    Slices and a concatenation of the batch axis, which litert-torch keeps channels-last; a zero-pad of that axis
-    (:func:`_pad_frames`) costs it a TRANSPOSE on each side.
-    """
-    end = first + y.shape[0]
-    parts = [out[:first], out[first:end] + y, out[end:]]
-    return concat([p for p in parts if p.shape[0]], dim=0)
-
-
 def _sum_frame_ranges(a: Tensor, a_first: int, b: Tensor, b_first: int) -> tuple[Tensor, int] | None:
     """``a`` (frames ``a_first, ...`` of one clip) plus ``b`` (frames ``b_first, ...``) over the union of their
-    frame ranges, and its first frame; None if the ranges leave a gap between them."""
+    frame ranges, and its first frame; None if the ranges leave a gap between them. Slices and concatenations of
+    the batch axis, which litert-torch keeps channels-last (a zero-pad of that axis, :func:`_pad_frames`, costs it
+    a TRANSPOSE on each side)."""
     if b_first < a_first:
         a, a_first, b, b_first = b, b_first, a, a_first
     a_end, b_end = a_first + a.shape[0], b_first + b.shape[0]
@@ -165,14 +156,14 @@ class FramewiseConv3d(nn.Module):
             if out is not None and batch == 1:
                 merged = _sum_frame_ranges(*rest, y, first_out) if rest else (y, first_out)
                 if merged is None:  # a gap between the frame ranges: add what is summed so far
-                    out, merged = _add_to_frames(out, *rest), (y, first_out)
+                    out, merged = _sum_frame_ranges(out, 0, *rest)[0], (y, first_out)
                 rest = merged
             else:
                 y = _pad_frames(y, batch, first_out, self.frames_out - first_out - count)
                 out = y if out is None else out + y
         assert out is not None
         if rest is not None:  # a whole-clip sum ends in an ADD, which converters fuse with the ReLU6 after it
-            out = out + rest[0] if rest[0].shape[0] == self.frames_out else _add_to_frames(out, *rest)
+            out = out + rest[0] if rest[0].shape[0] == self.frames_out else _sum_frame_ranges(out, 0, *rest)[0]
         return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
 
 
