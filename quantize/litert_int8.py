@@ -28,6 +28,7 @@ import numpy as np
 
 from salsdk.errors import ConversionError
 
+from . import bias_correction
 from .calibration import CalibrationData
 from .ranking import recovery_order
 
@@ -36,6 +37,7 @@ RANK_SAMPLES = 4  # calibration inputs each ranking candidate is scored on
 PRECISIONS = ("fp16", "int8-dynamic", "int8", "int8-io")
 _NO_QUANTIZE = "no_quantize"
 _CALIBRATIONS: dict[str, Any] = {}  # float file digest + calibration digest -> calibration statistics
+_CORRECTIONS: dict[str, tuple[bytes, dict[str, np.ndarray]]] = {}  # same key -> (full int8 file, conv input means)
 
 
 def group_regex(group: str) -> str:
@@ -70,10 +72,10 @@ def recipe(precision: str, keep_float: Sequence[str] = ()) -> list[dict[str, Any
     return entries
 
 
-def _quantizer(float_model: Path, entries: list[dict[str, Any]]) -> Any:
+def _quantizer(float_model: Path | bytearray, entries: list[dict[str, Any]]) -> Any:
     from ai_edge_quantizer import quantizer
 
-    q = quantizer.Quantizer(str(float_model))
+    q = quantizer.Quantizer(float_model if isinstance(float_model, bytearray) else str(float_model))
     q.load_quantization_recipe(entries)
     return q
 
@@ -94,22 +96,56 @@ def _signature(float_model: Path) -> tuple[str, str]:
     return key, signatures[key]["inputs"][0]
 
 
-def _calibration(float_model: Path, data: CalibrationData) -> Any:
-    """Activation statistics of the full-int8 recipe on every calibration input (cached per model and data)."""
+def _key(float_model: Path, data: CalibrationData) -> str:
+    """Cache key of a float file and calibration inputs."""
     digest = hashlib.sha256(float_model.read_bytes())
     digest.update(np.ascontiguousarray(data.calibration, dtype=np.float32).tobytes())
-    if digest.hexdigest() not in _CALIBRATIONS:
+    return digest.hexdigest()
+
+
+def _calibration(float_model: Path, data: CalibrationData) -> Any:
+    """Activation statistics of the full-int8 recipe on every calibration input (cached per model and data)."""
+    key_ = _key(float_model, data)
+    if key_ not in _CALIBRATIONS:
         key, name = _signature(float_model)
         samples = [{name: x} for x in data.calibration_samples(channels_last=True)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
                 with _quiet():
-                    _CALIBRATIONS[digest.hexdigest()] = _quantizer(float_model, recipe("int8-io")).calibrate(
-                        {key: samples})
+                    _CALIBRATIONS[key_] = _quantizer(float_model, recipe("int8-io")).calibrate({key: samples})
             except Exception as exc:
                 raise ConversionError(f"ai-edge-quantizer calibration failed: {str(exc).splitlines()[0]}") from exc
-    return _CALIBRATIONS[digest.hexdigest()]
+    return _CALIBRATIONS[key_]
+
+
+def _bias_corrected(float_model: Path, data: CalibrationData, keep_float: Sequence[str]) -> tuple[bytes, int]:
+    """The float file with the biases of the convolutions that will be int8 corrected for their weights' rounding
+    (:mod:`salsdk.quantize.bias_correction`), and how many were corrected.
+
+    The rounding errors come from the quantizer's own fully int8 file and the input means from the float file on
+    the calibration inputs, both made once per model and data.
+    """
+    key_ = _key(float_model, data)
+    if key_ not in _CORRECTIONS:
+        full = _run_quantizer(float_model.read_bytes(), recipe("int8"), _calibration(float_model, data), "int8")
+        means = bias_correction.input_means(float_model.read_bytes(), data.calibration_samples(channels_last=True))
+        _CORRECTIONS[key_] = (full, means)
+    full, means = _CORRECTIONS[key_]
+    kept = [re.compile(group_regex(g)) for g in keep_float]
+    return bias_correction.correct(float_model.read_bytes(), full, means,
+                                   skip=lambda scope: any(r.search(scope) for r in kept))
+
+
+def _run_quantizer(model: bytes, entries: list[dict[str, Any]], calibration: Any, precision: str) -> bytes:
+    """ai-edge-quantizer's file for ``model`` (bytes) under ``entries``, its output and warnings silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with _quiet():
+                return bytes(_quantizer(bytearray(model), entries).quantize(calibration).quantized_model)
+        except Exception as exc:
+            raise ConversionError(f"ai-edge-quantizer ({precision}) failed: {str(exc).splitlines()[0]}") from exc
 
 
 def quantize(float_model: Path, precision: str, data: CalibrationData | None = None,
@@ -121,17 +157,9 @@ def quantize(float_model: Path, precision: str, data: CalibrationData | None = N
     static = precision in ("int8", "int8-io")
     if static and data is None:
         raise ConversionError(f"{precision} needs calibration inputs")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            with _quiet():
-                result = _quantizer(float_model, entries).quantize(
-                    _calibration(float_model, data) if static else None)
-        except ConversionError:
-            raise
-        except Exception as exc:
-            raise ConversionError(f"ai-edge-quantizer ({precision}) failed: {str(exc).splitlines()[0]}") from exc
-    content = write_model(read_model(bytes(result.quantized_model)))  # one self-contained flatbuffer
+    source, corrected = _bias_corrected(float_model, data, keep_float) if static else (float_model.read_bytes(), 0)
+    quantized = _run_quantizer(source, entries, _calibration(float_model, data) if static else None, precision)
+    content = write_model(read_model(quantized))  # one self-contained flatbuffer
     record: dict[str, Any] = {"tool": "ai-edge-quantizer", "recipe": _recipe_name(precision)}
     if precision == "fp16":
         record.update(weights="float16 (dequantized to float32 at load)", activations="float32")
@@ -142,7 +170,9 @@ def quantize(float_model: Path, precision: str, data: CalibrationData | None = N
                       io="int8" if precision == "int8-io" else "float32", calibration_method="minmax",
                       calibration_inputs=list(data.calibration_sources), kept_float=list(keep_float),
                       float_by_design=[] if precision == "int8-io" else ["INPUT", "OUTPUT", *FLOAT_BY_DESIGN],
-                      keep_float_mechanism="NO_QUANTIZE recipe entries matching the module path in tensor names")
+                      keep_float_mechanism="NO_QUANTIZE recipe entries matching the module path in tensor names",
+                      bias_correction=f"{corrected} int8 convolutions: biases absorb the mean shift of their "
+                                      "rounded weights on the calibration inputs")
     return content, record
 
 

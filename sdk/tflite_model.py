@@ -52,7 +52,7 @@ def write_model(model: Any) -> Content:
     return bytes(builder.Output())
 
 
-def _op_names(model: Any) -> list[str]:
+def builtin_op_names(model: Any) -> list[str]:
     """Builtin op name of every operator of the main subgraph, in execution order."""
     schema = _schema()
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -67,25 +67,39 @@ def _op_names(model: Any) -> list[str]:
 
 def op_counts(content: Content) -> dict[str, int]:
     """How many operators of each builtin type the model has."""
-    return dict(sorted(Counter(_op_names(read_model(content))).items()))
+    return dict(sorted(Counter(builtin_op_names(read_model(content))).items()))
 
 
 def ops_after_input(content: Content) -> list[str]:
     """Op types that read the graph input directly (a TRANSPOSE here means onnx2tf left a layout change)."""
     model = read_model(content)
-    graph, names = model.subgraphs[0], _op_names(model)
+    graph, names = model.subgraphs[0], builtin_op_names(model)
     return [names[i] for i, op in enumerate(graph.operators) if set(op.inputs) & set(graph.inputs)]
 
 
-def _tensor_name(graph: Any, index: int) -> str:
+def tensor_name(graph: Any, index: int) -> str:
+    """The name of tensor ``index`` of subgraph ``graph`` (a ``SubGraphT``)."""
     return graph.tensors[index].name.decode()
+
+
+_NUMPY_TYPES = {"FLOAT32": np.float32, "FLOAT16": np.float16, "INT8": np.int8, "UINT8": np.uint8,
+                "INT16": np.int16, "INT32": np.int32, "INT64": np.int64}
+
+
+def tensor_dtype(tensor: Any) -> np.dtype:
+    """The numpy dtype of a ``TensorT``'s stored data."""
+    names = {v: k for k, v in vars(_schema().TensorType).items() if not k.startswith("_")}
+    name = names.get(tensor.type, str(tensor.type))
+    if name not in _NUMPY_TYPES:
+        raise ValueError(f"TFLite tensor type {name} is not read here")
+    return np.dtype(_NUMPY_TYPES[name])
 
 
 def output_activations(content: Content, op_types: Sequence[str]) -> list[str]:
     """Names of graph-output tensors produced by an op of one of ``op_types`` (e.g. the final Sigmoid)."""
     model = read_model(content)
-    graph, names = model.subgraphs[0], _op_names(model)
-    return [_tensor_name(graph, out) for i, op in enumerate(graph.operators) if names[i] in op_types
+    graph, names = model.subgraphs[0], builtin_op_names(model)
+    return [tensor_name(graph, out) for i, op in enumerate(graph.operators) if names[i] in op_types
             for out in op.outputs if out in set(graph.outputs)]
 
 

@@ -78,10 +78,10 @@ def test_tflite_bundles_are_made_from_the_graph_without_3d_convolutions(converte
 
 def _neighbours(content: bytes, op_type: str) -> list[tuple[str, ...]]:
     """For every ``op_type`` operator of a .tflite file: the op types that produce its inputs and read its output."""
-    from salsdk.tflite_model import _op_names, read_model
+    from salsdk.tflite_model import builtin_op_names, read_model
 
     model = read_model(content)
-    operators, names = model.subgraphs[0].operators, _op_names(model)
+    operators, names = model.subgraphs[0].operators, builtin_op_names(model)
     producer = {t: names[i] for i, op in enumerate(operators) for t in op.outputs}
     readers: dict[int, list[str]] = {}
     for i, op in enumerate(operators):

@@ -208,6 +208,32 @@ def test_sensitivity_ranking_and_keep_float(export_ctx, tflite_artifacts, evalua
         export_tflite(export_ctx, fmt, tmp_path, keep_float=("no.such_group",))
 
 
+def test_int8_biases_are_corrected_for_the_quantized_convolutions_only(export_ctx, tflite_artifacts, evaluation,
+                                                                       tmp_path):
+    """Every int8 convolution's bias absorbs its rounded weights' mean shift; kept-float ones are left alone, and
+    the correction brings the int8 maps closer to the float file's than the quantizer's plain output."""
+    from salsdk.convert.tflite_export import float_model
+    from salsdk.quantize import litert_int8
+    from salsdk.tflite_model import op_counts
+
+    source = float_model(export_ctx)
+    ops = op_counts(source.read_bytes())
+    convolutions = ops["CONV_2D"] + ops["DEPTHWISE_CONV_2D"]
+    record = tflite_artifacts["tflite-int8"][0].quantization
+    assert record["bias_correction"].startswith(f"{convolutions} int8 convolutions")
+    _, kept = litert_int8.quantize(source, "int8", export_ctx.data, ["encoder.17"])
+    assert kept["bias_correction"].startswith(f"{convolutions - 3} ")  # expand, depthwise, project
+    calibration = litert_int8._calibration(source, export_ctx.data)
+    plain = tmp_path / "uncorrected.tflite"
+    plain.write_bytes(litert_int8._run_quantizer(source.read_bytes(), litert_int8.recipe("int8"), calibration, "int8"))
+    inputs, _ = evaluation
+    expected = LiteRTRuntime(source, threads=2).run(inputs)[0]
+    corrected = LiteRTRuntime(tflite_artifacts["tflite-int8"][1], threads=2).run(inputs)[0]
+    uncorrected = LiteRTRuntime(plain, threads=2).run(inputs)[0]
+    assert min_cc(corrected, expected) > min_cc(uncorrected, expected)
+    assert np.abs(corrected - expected).mean() < np.abs(uncorrected - expected).mean()
+
+
 def test_group_regex_matches_only_its_group():
     from salsdk.quantize.litert_int8 import group_regex
     import re

@@ -1,0 +1,144 @@
+"""Bias correction for int8 convolution weights (Nagel et al. 2019, "Data-Free Quantization", section 4.2).
+
+Rounding a convolution's weights to int8 changes each output channel's mean: with input channel means
+``E[x]``, the output of channel ``o`` moves by ``sum(dW[o] * E[x])`` where ``dW`` is the rounding error. Inputs
+after a ReLU have a large positive mean, so this shift is systematic, the same at every pixel, and it adds up from
+layer to layer; subtracting it from the float bias (int8 files keep biases in int32, at a far finer step) removes
+it before quantization.
+
+Tool-exact: ``dW`` is read from the int8 file the quantizer itself made (its int8 weights and per-channel scales,
+against the float weights), ``E[x]`` from the float file run on the calibration inputs, and each op is matched
+between the two files by the name of its output tensor. Only the convolutions that are quantized get a correction
+(those a fallback keeps float keep their biases), and a convolution without a bias tensor is left as it is.
+Measured on the UniSal stand-in at 480x640 (6 held-out images, ai-edge-quantizer ``static_wi8_ai8``): CC min
+0.9859 without, 0.9897 with bias correction.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from salsdk.tflite_model import builtin_op_names, read_model, tensor_dtype, tensor_name, write_model
+
+CONVOLUTIONS = ("CONV_2D", "DEPTHWISE_CONV_2D")
+
+
+@dataclass(frozen=True)
+class ConvSite:
+    """One convolution of a float ``.tflite``: its scope (output tensor name) and its tensor indices."""
+
+    scope: str
+    kind: str
+    input: int
+    weight: int
+    bias: int  # -1: no bias tensor
+
+
+def conv_sites(model: Any) -> list[ConvSite]:
+    """The convolutions of the main subgraph of ``model`` (a ``ModelT``) in execution order."""
+    graph = model.subgraphs[0]
+    sites = []
+    for op, kind in zip(graph.operators, builtin_op_names(model)):
+        if kind in CONVOLUTIONS:
+            bias = op.inputs[2] if len(op.inputs) > 2 else -1
+            sites.append(ConvSite(tensor_name(graph, op.outputs[0]), kind, op.inputs[0], op.inputs[1], bias))
+    return sites
+
+
+def _array(model: Any, index: int) -> np.ndarray:
+    """The constant data of tensor ``index`` (float32, or its stored integer type), in its shape."""
+    tensor = model.subgraphs[0].tensors[index]
+    raw = np.asarray(model.buffers[tensor.buffer].data, dtype=np.uint8).tobytes()
+    return np.frombuffer(raw, dtype=tensor_dtype(tensor)).reshape(tensor.shape)
+
+
+def _dequantized(model: Any, index: int) -> np.ndarray:
+    """Tensor ``index`` of a quantized model as float: ``(q - zero_point) * scale`` along its quantized axis."""
+    tensor = model.subgraphs[0].tensors[index]
+    data = _array(model, index).astype(np.float32)
+    params = tensor.quantization
+    if params is None or params.scale is None or not len(params.scale):
+        return data  # a weight the quantizer left float
+    shape = [1] * data.ndim
+    shape[params.quantizedDimension] = -1
+    scale = np.asarray(params.scale, np.float32).reshape(shape if len(params.scale) > 1 else [1] * data.ndim)
+    zero = np.asarray(params.zeroPoint if params.zeroPoint is not None else [0], np.float32)
+    return (data - zero.reshape(scale.shape)) * scale
+
+
+def input_means(float_content: bytes, samples: Iterable[np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-channel mean of every convolution's input over ``samples`` (channels-last), keyed by its scope."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    sites = conv_sites(read_model(float_content))
+    interpreter = Interpreter(model_content=float_content, experimental_preserve_all_tensors=True, num_threads=2,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    feed = interpreter.get_input_details()[0]["index"]
+    sums: dict[str, np.ndarray] = {}
+    count = 0
+    for x in samples:
+        interpreter.set_tensor(feed, x)
+        interpreter.invoke()
+        count += 1
+        for site in sites:
+            values = interpreter.get_tensor(site.input)
+            sums[site.scope] = sums.get(site.scope, 0.0) + values.reshape(-1, values.shape[-1]).mean(0, np.float64)
+    return {scope: (total / max(count, 1)).astype(np.float32) for scope, total in sums.items()}
+
+
+def _shift(kind: str, error: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Per-output-channel mean shift ``sum(dW[o] * E[x])`` of a convolution whose weights moved by ``error``.
+
+    CONV_2D weights are (O, kh, kw, I/groups); DEPTHWISE_CONV_2D weights (1, kh, kw, C*multiplier).
+    """
+    if kind == "DEPTHWISE_CONV_2D":
+        channels = error.shape[-1]
+        per_input = mean[np.arange(channels) * len(mean) // channels]
+        return (error[0] * per_input).sum(axis=(0, 1))
+    out_channels, group_in = error.shape[0], error.shape[-1]
+    groups = len(mean) // group_in
+    group_of = np.arange(out_channels) // (out_channels // groups)
+    means = mean.reshape(groups, group_in)[group_of]  # (O, I/groups)
+    return (error * means[:, None, None, :]).sum(axis=(1, 2, 3))
+
+
+def correct(float_content: bytes, quantized_content: bytes, means: dict[str, np.ndarray],
+            skip: Callable[[str], bool] = lambda scope: False) -> tuple[bytes, int]:
+    """``float_content`` with each quantized convolution's bias corrected for its int8 weights' rounding.
+
+    ``quantized_content`` is the quantizer's int8 file of the same float model; ``skip(scope)`` is true for the
+    convolutions the coming quantization keeps float. Returns the new float file and the number corrected.
+    """
+    model = read_model(float_content)
+    quantized = read_model(quantized_content)
+    weights_of = {site.scope: site.weight for site in conv_sites(quantized)}
+    graph = model.subgraphs[0]
+    users: dict[int, int] = {}
+    for tensor in graph.tensors:
+        users[tensor.buffer] = users.get(tensor.buffer, 0) + 1
+    corrected = 0
+    for site in conv_sites(model):
+        if site.bias < 0 or skip(site.scope) or site.scope not in weights_of or site.scope not in means:
+            continue
+        error = _dequantized(quantized, weights_of[site.scope]) - _array(model, site.weight).astype(np.float32)
+        if not error.any():
+            continue  # weights left float in the quantized file
+        bias = _array(model, site.bias).astype(np.float32) - _shift(site.kind, error, means[site.scope])
+        _set_data(model, site.bias, bias.astype(np.float32), shared=users.get(graph.tensors[site.bias].buffer, 0) > 1)
+        corrected += 1
+    return write_model(model), corrected
+
+
+def _set_data(model: Any, index: int, values: np.ndarray, shared: bool) -> None:
+    """Store ``values`` as tensor ``index``'s data, in a buffer of its own when its buffer is shared."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    tensor = model.subgraphs[0].tensors[index]
+    if shared:
+        model.buffers.append(schema.BufferT())
+        tensor.buffer = len(model.buffers) - 1
+    model.buffers[tensor.buffer].data = np.frombuffer(values.tobytes(), dtype=np.uint8)
