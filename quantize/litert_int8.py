@@ -3,7 +3,8 @@
 * fp16 (:func:`recipe` ``"fp16"``): weights cast to float16 (``float_casting``), dequantized at load;
 * dynamic range (``"int8-dynamic"``): ``dynamic_wi8_afp32``, int8 per-channel weights, float activations;
 * full int8 (``"int8"``, ``"int8-io"``): ``static_wi8_ai8``, int8 symmetric per-channel weights and int8
-  asymmetric per-tensor activations, calibrated (min-max) on the real calibration inputs. With float I/O the
+  asymmetric per-tensor activations, calibrated (min-max) on the real calibration inputs, with the convolution
+  biases corrected for their weights' rounding (:mod:`~salsdk.quantize.bias_correction`). With float I/O the
   INPUT and OUTPUT get ``NO_QUANTIZE`` (float tensors, one QUANTIZE/DEQUANTIZE at the edges) and so do the
   Sigmoid/Softmax ops, so maps keep full resolution instead of 256 levels, as in the onnx2tf files.
 

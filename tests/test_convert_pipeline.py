@@ -71,6 +71,9 @@ def test_tflite_bundles_are_made_from_the_graph_without_3d_convolutions(converte
         # litert-torch wraps in a TRANSPOSE on each side (207 TRANSPOSEs before, 91 after: pixel shuffles)
         assert not [pair for pair in _neighbours(content, "TRANSPOSE") if "PAD" in pair], ops
         assert manifest.tool_versions.get("litert-torch") and "tensorflow" not in manifest.tool_versions
+        if key == "tflite-int8":  # every convolution's bias corrected for its int8 weights (taps included)
+            quantization = manifest.to_dict()["quantization"]
+            assert int(quantization["bias_correction"].split()[0]) == ops["CONV_2D"] + ops["DEPTHWISE_CONV_2D"]
     assert read_manifest(out / f"{MODEL}-onnx-fp32").graph_rewrite is None
     assert read_manifest(out / f"{MODEL}-onnx-int8").graph_rewrite == "tinyhd-framewise-2d"
     assert any("export rewrite tinyhd-framewise-2d: max abs error" in line for line in log)
