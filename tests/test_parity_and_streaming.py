@@ -71,14 +71,7 @@ def test_mimo_bundle_streams_one_map_per_frame_like_pytorch(key, m_bundles, fram
         assert predictor.describe()["xnnpack"]
 
 
-STREAM_START_DIP = pytest.mark.xfail(strict=False, reason=(  # 0.0004 under the bar here: may pass elsewhere
-    "known limit (README): ai-edge-quantizer's tflite-int8 of TinyHD-S dips to CC 0.9855 on the first maps of a "
-    "stream started at frame 0, more than 0.01 under what its 2 held-out windows measured (0.9958); the onnx2tf "
-    "route's int8 held within 0.01"))
-
-
-@pytest.mark.parametrize("key", [pytest.param(k, marks=STREAM_START_DIP) if k == "tflite-int8" else k
-                                 for k in TINYHD_S_FORMATS.split(",")])
+@pytest.mark.parametrize("key", TINYHD_S_FORMATS.split(","))
 def test_miso_bundles_stream_within_their_manifest_fidelity(key, tinyhd_s_bundles, tinyhd_s_weights, frames):
     out, _, _ = tinyhd_s_bundles
     predictor = salsdk.load(out / f"{S_MODEL}-{key}")
