@@ -76,7 +76,9 @@ def export_pte(ctx: ExportContext, fmt: Format, dest: Path, keep_float: Sequence
             "tool": "torchao.quantization.pt2e (prepare_pt2e/convert_pt2e) + XNNPACKQuantizer", "format": "PT2E QDQ",
             "weights": "int8 symmetric per-channel", "activations": "int8 asymmetric per-tensor",
             "calibration_method": method, "calibration_inputs": list(ctx.calibration_sources),
-            "kept_float": list(keep_float)}
+            "kept_float": list(keep_float),
+            "bias_correction": f"{module.salsdk_bias_corrected} int8 convolutions: biases absorb the mean shift of "
+                               "their rounded weights on the calibration inputs"}
     else:
         raise ConversionError(f"the ExecuTorch exporter does not make precision {fmt.precision}")
     edge, program = _lower(module, example, ctx.card.name)

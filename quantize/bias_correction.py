@@ -90,7 +90,7 @@ def input_means(float_content: bytes, samples: Iterable[np.ndarray]) -> dict[str
     return {scope: (total / max(count, 1)).astype(np.float32) for scope, total in sums.items()}
 
 
-def _shift(kind: str, error: np.ndarray, mean: np.ndarray) -> np.ndarray:
+def mean_shift(kind: str, error: np.ndarray, mean: np.ndarray) -> np.ndarray:
     """Per-output-channel mean shift ``sum(dW[o] * E[x])`` of a convolution whose weights moved by ``error``.
 
     CONV_2D weights are (O, kh, kw, I/groups); DEPTHWISE_CONV_2D weights (1, kh, kw, C*multiplier).
@@ -127,7 +127,7 @@ def correct(float_content: bytes, quantized_content: bytes, means: dict[str, np.
         error = _dequantized(quantized, weights_of[site.scope]) - _array(model, site.weight).astype(np.float32)
         if not error.any():
             continue  # weights left float in the quantized file
-        bias = _array(model, site.bias).astype(np.float32) - _shift(site.kind, error, means[site.scope])
+        bias = _array(model, site.bias).astype(np.float32) - mean_shift(site.kind, error, means[site.scope])
         _set_data(model, site.bias, bias.astype(np.float32), shared=users.get(graph.tensors[site.bias].buffer, 0) > 1)
         corrected += 1
     return write_model(model), corrected

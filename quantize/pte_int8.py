@@ -4,7 +4,10 @@
 (convolutions, linear layers, adds, concatenations, pooling, ReLU-family activations), the calibration inputs run
 through it, and ``convert_pt2e`` replaces the observers by quantize/dequantize pairs that the XNNPACK partitioner
 then lowers to int8 kernels. Weights are int8 symmetric per output channel, activations int8 per tensor.
-Operators XNNPACK has no int8 kernel for (the output Sigmoid among them) stay float by design.
+Operators XNNPACK has no int8 kernel for (the output Sigmoid among them) stay float by design. Each int8
+convolution's float bias (XNNPACK quantizes it to int32 at lowering) is corrected for the rounding of its weights
+(:func:`correct_biases`, :mod:`salsdk.quantize.bias_correction`): the folded float weights and the input means come
+from the prepared graph during calibration, the int8 weights from the converted one.
 
 ``keep_float`` (the fidelity fallback) names module groups (``encoder.17``, ``decoder.conv8_1``: the first two
 levels of the module path, the unit the ONNX fallback keeps float too) left unannotated, so they run in float
@@ -65,18 +68,91 @@ def capture(model: nn.Module, input_shape: Sequence[int]) -> torch.fx.GraphModul
         return torch.export.export(model.eval(), (example,)).module()
 
 
-def quantize(graph: torch.fx.GraphModule, data: CalibrationData, method: str,
-             keep_float: Sequence[str] = (), limit: int | None = None) -> torch.fx.GraphModule:
-    """The PT2E int8 graph of ``graph`` (a copy; ``graph`` is left as it is), calibrated on ``data``."""
+def quantize(graph: torch.fx.GraphModule, data: CalibrationData, method: str, keep_float: Sequence[str] = (),
+             limit: int | None = None, bias_correction: bool = True) -> torch.fx.GraphModule:
+    """The PT2E int8 graph of ``graph`` (a copy; ``graph`` is left as it is), calibrated on ``data``, its biases
+    corrected unless ``bias_correction`` is false; its attribute ``salsdk_bias_corrected`` says how many
+    convolutions were."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prepared = prepare_pt2e(copy.deepcopy(graph), _quantizer(method, keep_float))
+        recorder = _ConvInputMeans(prepared)
         with torch.no_grad():
             for sample in data.calibration_samples(limit):
-                prepared(torch.from_numpy(sample))
-        return convert_pt2e(prepared)
+                recorder.run(torch.from_numpy(sample))
+        float_weights = {n.name: _value(prepared, n.args[1]) for n in _convolutions(prepared)}
+        converted = convert_pt2e(prepared)
+    converted.salsdk_bias_corrected = correct_biases(converted, float_weights, recorder.means()) \
+        if bias_correction else 0
+    return converted
+
+
+def _convolutions(graph: torch.fx.GraphModule) -> list[torch.fx.Node]:
+    return [n for n in graph.graph.nodes if n.target == torch.ops.aten.conv2d.default]
+
+
+def _value(graph: torch.fx.GraphModule, node) -> torch.Tensor:
+    """The constant a node of ``graph`` computes: a stored tensor (``get_attr``, the tensor itself, so that it can be
+    changed in place), an observer of one (which passes it through) or an op on constants (dequantize)."""
+    if node.op == "get_attr":
+        value = graph
+        for part in node.target.split("."):
+            value = getattr(value, part)
+        return value
+    if node.op == "call_module":
+        return _value(graph, node.args[0])
+    args = [_value(graph, a) if isinstance(a, torch.fx.Node) else a for a in node.args]
+    return node.target(*args)
+
+
+class _ConvInputMeans(torch.fx.Interpreter):
+    """Runs a prepared PT2E graph and accumulates the per-channel mean of every 2-D convolution's input."""
+
+    def __init__(self, graph: torch.fx.GraphModule) -> None:
+        super().__init__(graph)
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def run(self, *args):
+        self.count += 1
+        return super().run(*args)
+
+    def call_function(self, target, args, kwargs):
+        if target == torch.ops.aten.conv2d.default:
+            mean = args[0].detach().double().mean(dim=(0, 2, 3))
+            self.sums[self.current_name] = self.sums.get(self.current_name, 0) + mean
+        return super().call_function(target, args, kwargs)
+
+    def run_node(self, n):
+        self.current_name = n.name
+        return super().run_node(n)
+
+    def means(self) -> dict[str, np.ndarray]:
+        return {name: (total / max(self.count, 1)).float().numpy() for name, total in self.sums.items()}
+
+
+def correct_biases(converted: torch.fx.GraphModule, float_weights: Mapping[str, torch.Tensor],
+                   means: Mapping[str, np.ndarray]) -> int:
+    """In place: each int8 convolution's float bias absorbs the mean shift of its rounded weights
+    (:mod:`salsdk.quantize.bias_correction`); returns how many were corrected. XNNPACK quantizes these biases to
+    int32 at lowering, so the correction reaches the ``.pte``."""
+    from .bias_correction import mean_shift
+
+    corrected = 0
+    for node in _convolutions(converted):
+        weight, bias = node.args[1], node.args[2] if len(node.args) > 2 else None
+        if node.name not in float_weights or node.name not in means or not isinstance(bias, torch.fx.Node):
+            continue
+        if weight.op == "get_attr":
+            continue  # a convolution the fallback keeps float
+        error = (_value(converted, weight) - float_weights[node.name]).detach()
+        shift = mean_shift("CONV_2D", error.permute(0, 2, 3, 1).numpy(), means[node.name])
+        with torch.no_grad():
+            _value(converted, bias).sub_(torch.from_numpy(shift).to(torch.float32))
+        corrected += 1
+    return corrected
 
 
 def rank_sensitivity(model: nn.Module, input_shape: Sequence[int], data: CalibrationData, method: str,

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from salsdk.quantize.bias_correction import _shift
+from salsdk.quantize.bias_correction import mean_shift
 
 
 @pytest.mark.parametrize("kind,channels_in,channels_out,groups", [
@@ -26,4 +26,4 @@ def test_shift_is_the_mean_output_change_of_the_weight_error(kind, channels_in, 
         tflite_error = error.permute(0, 2, 3, 1).numpy()  # (O, kh, kw, I/groups)
     else:
         tflite_error = error.permute(1, 2, 3, 0).numpy()  # (1, kh, kw, C*multiplier)
-    np.testing.assert_allclose(_shift(kind, tflite_error, means.numpy()), expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(mean_shift(kind, tflite_error, means.numpy()), expected, rtol=1e-5, atol=1e-7)
