@@ -77,8 +77,7 @@ def export_pte(ctx: ExportContext, fmt: Format, dest: Path, keep_float: Sequence
             "weights": "int8 symmetric per-channel", "activations": "int8 asymmetric per-tensor",
             "calibration_method": method, "calibration_inputs": list(ctx.calibration_sources),
             "kept_float": list(keep_float),
-            "bias_correction": f"{module.salsdk_bias_corrected} int8 convolutions: biases absorb the mean shift of "
-                               "their rounded weights on the calibration inputs"}
+            "bias_correction": module.salsdk_bias_correction}
     else:
         raise ConversionError(f"the ExecuTorch exporter does not make precision {fmt.precision}")
     edge, program = _lower(module, example, ctx.card.name)

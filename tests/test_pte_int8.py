@@ -100,19 +100,20 @@ def test_ranking_orders_every_group_by_recovery(ctx):
     assert scores[ranking[0]] == pytest.approx(max(scores.values()), abs=1e-6), scores
 
 
-def test_int8_biases_are_corrected_and_bring_the_graph_closer_to_fp32(ctx):
-    """Every int8 convolution's float bias absorbs its rounded weights' mean shift (none of a kept-float group's),
-    and on the held-out inputs the corrected graph's maps are closer to fp32 than the uncorrected graph's."""
-    context, reference = ctx
+def test_int8_biases_are_corrected_only_where_it_helps(ctx):
+    """Every int8 convolution with a bias gets a correction (none of a kept-float group's); :func:`quantize` keeps
+    it only if the lowest map CC on calibration inputs does not drop, and says which it did."""
+    context, _ = ctx
     graph = pte_int8.capture(context.model, context.input_shape)
-    corrected = pte_int8.quantize(graph, context.data, "minmax")
     convolutions = sum(isinstance(m, nn.Conv2d) for m in context.model.modules())
-    assert corrected.salsdk_bias_corrected == convolutions
-    assert pte_int8.quantize(graph, context.data, "minmax", ["encoder.17"]).salsdk_bias_corrected == convolutions - 3
     plain = pte_int8.quantize(graph, context.data, "minmax", bias_correction=False)
-    assert plain.salsdk_bias_corrected == 0
+    assert plain.salsdk_bias_correction == "off"
+    samples = [torch.from_numpy(s) for s in context.data.calibration_samples(pte_int8.RANK_SAMPLES)]
     with torch.no_grad():
-        error = {name: np.mean([np.abs(g(torch.from_numpy(x[None])).numpy() - ref).mean()
-                                for x, ref in zip(context.data.evaluation, reference)])
-                 for name, g in (("corrected", corrected), ("plain", plain))}
-    assert error["corrected"] < error["plain"], error
+        reference = [context.model(x).numpy() for x in samples]
+    for keep, expected in (((), convolutions), (("encoder.17",), convolutions - 3)):  # expand, depthwise, project
+        quantized = pte_int8.quantize(graph, context.data, "minmax", keep)
+        record = quantized.salsdk_bias_correction
+        assert record.startswith(f"{expected} int8 convolutions") or record.startswith("not applied"), record
+        if not keep:
+            assert pte_int8._lowest_cc(quantized, samples, reference) >= pte_int8._lowest_cc(plain, samples, reference)
