@@ -54,6 +54,16 @@ def calibration_candidates(offered: Sequence[str], requested: str) -> list[str]:
     return list(offered) if requested == "auto" else [requested]
 
 
+def _announced(rank: Rank, method: str, label: str, log: Log) -> list[str]:
+    """``rank(method)``, announced and timed in the log: a ranking quantizes once per candidate, which takes
+    minutes on large inputs."""
+    log(f"  {label}: ranking its layers for the fallback on calibration inputs (one quantization per candidate)")
+    started = time.perf_counter()
+    ranking = rank(method)
+    log(f"  {label}: ranked {len(ranking)} layers in {time.perf_counter() - started:.1f}s")
+    return ranking
+
+
 def fallback_steps(n_ranked: int, max_float: float) -> list[int]:
     """How many of ``n_ranked`` layers each fallback attempt keeps in float: 1, 2, 3, 4, 6, 9, 14, 21, ... (growing
     by :data:`FALLBACK_GROWTH`), ending exactly at the cap, ``max_float`` of the ranked layers."""
@@ -98,7 +108,7 @@ def decide(build: Build, evaluate: Evaluate, *, label: str, quantized: bool, met
             return Decision(artifact, fidelity, f"accepted ({method} calibration)", attempts)
         best = max(best, (method, fidelity.cc_min), key=lambda pair: pair[1])
     method = best[0]
-    ranking = rank(method) if rank else []
+    ranking = _announced(rank, method, label, log) if rank else []
     steps = fallback_steps(len(ranking), max_float)
     used = next(a["calibration_method"] for a in attempts if a["cc_min"] == best[1])
     log(f"  {label}: below CC {fidelity.min_cc}; fallback (calibration: {used}): up to {steps[-1] if steps else 0} "

@@ -8,6 +8,7 @@ and the closing table. Interruption is checked on real ``python -m salsdk conver
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -221,7 +222,7 @@ def test_fallback_steps_grow_to_the_cap():
         fallback_steps(10, 0.0)
 
 
-def test_cli_exit_status_and_rejection_report(tmp_path):
+def test_cli_exit_status_and_rejection_report(tmp_path, capsys):
     """An impossible gate: the int8 artifact is rejected with a JSON report and no bundle; exit status 1 with
     ``--strict`` (without it a rejection is a reported result, status 0: tests/test_first_contact.py). The
     UniSal stand-in at 64x96 keeps the fallback's full ranking cheap."""
@@ -232,6 +233,9 @@ def test_cli_exit_status_and_rejection_report(tmp_path):
                    "--int8", "--n-calib", "2", "--n-eval", "1", "--min-cc", "0.99999", "--max-float", "0.15",
                    "--out", str(tmp_path), "--strict"])
     assert status == 1
+    printed = capsys.readouterr().out  # the ranking, which takes minutes on large inputs, is announced and timed
+    assert "onnx-int8: ranking its layers for the fallback" in printed
+    assert re.search(r"onnx-int8: ranked \d+ layers in \d+\.\ds", printed), printed
     report = json.loads((tmp_path / f"{model}-onnx-int8.rejected.json").read_text())
     assert report["schema"] == "salsdk-rejection/1" and report["status"] == "rejected"
     assert not report["fidelity"]["passed"]
