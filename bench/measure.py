@@ -9,6 +9,8 @@ slows a run down), and :func:`attach_ratios` sets each row's ratio to the refere
 """
 from __future__ import annotations
 
+import hashlib
+
 import json
 import os
 import platform
@@ -96,6 +98,19 @@ def maps_per_run(card_temporal, shape: list[int]) -> int:
     return shape[0] * (shape[2] if mimo and len(shape) == 5 else 1)
 
 
+def code_tag() -> str:
+    """Cache key of the code that makes bundles: ``sdk-<sha12>`` of every salsdk source file, so that bundles
+    converted by an older salsdk (another exporter, graph rewrite or quantizer) are never benchmarked as current."""
+    import importlib
+
+    digest = hashlib.sha256()
+    for package in ("salsdk", "salsdk.convert", "salsdk.quantize"):  # separate folders in a source checkout
+        root = Path(importlib.import_module(package).__file__).resolve().parent
+        for path in sorted(root.rglob("*.py")):
+            digest.update(f"{package}:{path.relative_to(root).as_posix()}".encode() + b"\0" + path.read_bytes())
+    return "sdk-" + digest.hexdigest()[:12]
+
+
 def weights_tag(weights: Any, seed: int, model: str) -> str:
     """Cache key of the weights: ``random-seed0``, ``official-<sha12>`` or ``w-<sha12>`` of a checkpoint (the
     official one is downloaded and verified on first use)."""
@@ -150,7 +165,7 @@ def ensure_bundles(model: str, weights: Any, seed: int, size: tuple[int, int] | 
     if unknown:
         raise InputError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS_BY_KEY)}")
     hw = static_size(card, size)
-    folder = cache_root / f"{card.name}-{weights_tag(weights, seed, card.name)}-{hw[0]}x{hw[1]}"
+    folder = cache_root / f"{card.name}-{weights_tag(weights, seed, card.name)}-{hw[0]}x{hw[1]}-{code_tag()}"
     folder.mkdir(parents=True, exist_ok=True)
 
     def state(key: str) -> str:

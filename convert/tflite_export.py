@@ -7,7 +7,9 @@ channels-last maps, the layout LiteRT's kernels use, with no layout TRANSPOSE at
 once per conversion (cached in ``ctx.workdir``) in a child process: the converter can crash the interpreter on
 graphs it does not support (TinyHD's original 3-D graph segfaults it), which must not take ``salsdk convert``
 down. fp16, dynamic-range and full int8 are ai-edge-quantizer recipes on that float file
-(:mod:`salsdk.quantize.litert_int8`), calibrated on the conversion's real calibration inputs.
+(:mod:`salsdk.quantize.litert_int8`), calibrated on the conversion's real calibration inputs. Every file then has
+the transpose chains litert-torch makes of pixel shuffles replaced by ``DEPTH_TO_SPACE`` ops, exactly
+(:mod:`salsdk.convert.tflite_depth_to_space`).
 
 :func:`finish` and :func:`tensor_specs` are shared with the onnx2tf route (:mod:`salsdk.convert.onnx2tf_export`):
 both name the I/O tensors ``input``/``saliency``/``class_probs`` and record the same operator report.
@@ -34,6 +36,7 @@ from salsdk.tflite_model import name_io_tensors, op_counts, ops_after_input
 
 from .context import ExportContext, ExportResult
 from .formats import Format
+from .tflite_depth_to_space import shuffles_to_depth_to_space
 
 MODEL_FILE = "model.tflite"
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8", "int8-io")
@@ -92,8 +95,10 @@ def build(ctx: ExportContext, fmt: Format, keep_float: Sequence[str]) -> tuple[b
     if fmt.precision == "fp32":
         if keep_float:
             raise ConversionError("keep_float applies to int8 and int8-io TFLite formats, not fp32")
-        return source.read_bytes(), {}
-    return litert_int8.quantize(source, fmt.precision, ctx.data, keep_float)
+        content, record = source.read_bytes(), {}
+    else:
+        content, record = litert_int8.quantize(source, fmt.precision, ctx.data, keep_float)
+    return shuffles_to_depth_to_space(content)[0], record
 
 
 def tensor_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:

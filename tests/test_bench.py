@@ -219,11 +219,12 @@ def test_targets_say_by_how_much_and_why():
                           _row(format="tflite-int8", runtime="litert", delegate="xnnpack", fidelity_cc_min=0.95,
                                **latency_stats([100.0])),
                           _row(format="tflite-fp32", runtime="litert", status="failed", error="boom")])
-    (result,) = check_all(rows)
+    result, int8_pair = check_all(rows)
     assert result.status == "missed" and result.best["label"] == "onnx-int8 / onnxruntime"
     text = targets_text([result])
-    assert "2.00x vs 4x required: 2.00x short" in text and "1.25x too slow" in text
+    assert "2.00x vs 8x required: 4.00x short" in text and "1.25x too slow" in text
     assert "dense conv 3x3" in text and "GEMM peak" in text and "not eligible" in text and "boom" in text
+    assert int8_pair.status == "not measured" and "tflite-fp32 / litert" in int8_pair.why[0]  # it failed
 
 
 def test_tinyhd_runtime_pair_target_compares_tflite_with_onnx_runtime():
@@ -242,10 +243,15 @@ def test_tinyhd_runtime_pair_target_compares_tflite_with_onnx_runtime():
     assert "vs onnx-fp32 / onnxruntime" in targets_text([pair])
     slow = _row(format="tflite-fp32", runtime="litert", delegate="xnnpack", precision="fp32", **clip,
                 **latency_stats([250.0]))
-    (_, missed) = check_all([onnx_row, slow])
+    (_, missed, no_onnx2tf) = check_all([onnx_row, slow])
     assert missed.status == "missed" and "0.88x" in missed.shortfall[0]
-    (_, absent) = check_all([onnx_row])
+    assert no_onnx2tf.status == "not measured" and "tflite-fp32-onnx2tf" in no_onnx2tf.why[0]
+    (_, absent, _) = check_all([onnx_row])
     assert absent.status == "not measured" and "tflite-fp32 / litert" in absent.why[0]
+    onnx2tf = _row(format="tflite-fp32-onnx2tf [framewise]", runtime="litert", delegate="xnnpack", precision="fp32",
+                   **clip, **latency_stats([200.0]))
+    versus_onnx2tf = check_all([onnx_row, fast, onnx2tf])[2]
+    assert versus_onnx2tf.status == "met" and abs(versus_onnx2tf.best["ratio"] - 200 / 190) < 1e-9
 
 
 # -------------------------------------------------------------------------------------- a tiny real run

@@ -72,3 +72,77 @@ def test_shuffle_after_conv_folds_into_its_weights():
     original = next(v for v in weight_before.values() if v.shape == (12, 3, 3, 3))
     assert not np.array_equal(permuted, original) and np.array_equal(np.sort(permuted.ravel()), np.sort(original.ravel()))
     np.testing.assert_allclose(_run(model, x.numpy())[0], expected, rtol=1e-5, atol=1e-6)
+
+
+class ChannelsLastShuffles(nn.Module):
+    """For the TFLite pass: a shuffle after conv + ReLU6; a shuffle added to a lateral conv of the first (the
+    converter moves that ADD to NCHW); a shuffle of the input itself (nothing to fold the order into)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(3, 16, 1)
+        self.lateral = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        up = F.pixel_shuffle(F.relu6(self.a(x)), 2)
+        added = F.pixel_shuffle(self.b(x), 2) + self.lateral(up)
+        raw = F.pixel_shuffle(torch.cat([x, x, x, x], dim=1), 2)
+        return up, added, raw
+
+
+def _litert(module: nn.Module, shape: tuple[int, ...]) -> bytes:
+    import litert_torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wrapped = litert_torch.to_channel_last_io(module.eval(), args=[0], outputs=[0, 1, 2])
+        example = torch.zeros(shape).permute(0, 2, 3, 1).contiguous()
+        return litert_torch.convert(wrapped, (example,)).model_content()
+
+
+def _tflite_run(content: bytes, x: np.ndarray) -> list[np.ndarray]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content, num_threads=1)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    return [interpreter.get_tensor(d["index"]) for d in sorted(interpreter.get_output_details(),
+                                                               key=lambda d: d["name"])]
+
+
+def test_tflite_shuffle_chains_become_depth_to_space_with_identical_outputs():
+    """fp32 and full int8 files: the foldable shuffles lose their transposes, outputs stay identical to the bit
+    (the int8 file moves the same int8 values); the input's own shuffle keeps its transposes."""
+    import contextlib
+
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer
+
+    from salsdk.convert.tflite_depth_to_space import shuffles_to_depth_to_space
+    from salsdk.quantize.litert_int8 import recipe
+    from salsdk.tflite_model import op_counts
+
+    torch.manual_seed(0)
+    content = _litert(ChannelsLastShuffles(), (1, 3, 8, 10))
+    rng = np.random.default_rng(0)
+    q = quantizer.Quantizer(bytearray(content))
+    q.load_quantization_recipe(recipe("int8"))
+    signatures = Interpreter(model_content=content).get_signature_list()
+    key = next(iter(signatures))
+    name = signatures[key]["inputs"][0]
+    samples = [{name: rng.standard_normal((1, 8, 10, 3), dtype=np.float32)} for _ in range(4)]
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        int8 = bytes(q.quantize(q.calibrate({key: samples})).quantized_model)
+    x = rng.standard_normal((1, 8, 10, 3), dtype=np.float32)
+    for original in (content, int8):
+        before = op_counts(original)
+        rewritten, replaced = shuffles_to_depth_to_space(original)
+        after = op_counts(rewritten)
+        assert replaced == 2 and after.get("DEPTH_TO_SPACE") == 2 and "DEPTH_TO_SPACE" not in before
+        assert 0 < after["TRANSPOSE"] < before["TRANSPOSE"] - 8, (before, after)  # the raw shuffle keeps its own
+        assert len(rewritten) <= len(original)  # permuted weights replace the originals, no second copy
+        for got, want in zip(_tflite_run(rewritten, x), _tflite_run(original, x)):
+            np.testing.assert_array_equal(got, want)
+    assert shuffles_to_depth_to_space(rewritten) == (rewritten, 0)  # nothing left that can be folded
