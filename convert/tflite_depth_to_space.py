@@ -1,23 +1,26 @@
 """TFLite pass: pixel shuffles that litert-torch lowers to chains of transposes become ``DEPTH_TO_SPACE`` ops.
 
 litert-torch lowers ``F.pixel_shuffle`` (CRD channel order) on a channels-last graph to a transpose to NCHW, three
-reshape/transpose pairs and a transpose back: four full copies of the tensor where ``DEPTH_TO_SPACE`` makes one
-(TinyHD-S x1/4 has 12 such chains, and 11 more that end in NCHW, where the converter also moves the ADD that
-reads the shuffle to NCHW, with a transpose on each side). :func:`shuffles_to_depth_to_space` rewrites the file:
+reshape/transpose pairs and a transpose back: four full copies of the tensor where ``DEPTH_TO_SPACE`` makes one.
+Where a shuffled map is added to another, the converter also moves that ADD to NCHW, with a transpose on each
+side. :func:`shuffles_to_depth_to_space` rewrites the file:
 
 * every maximal chain of TRANSPOSE/RESHAPE ops is simulated on an index array; one whose result is exactly a
   depth-to-space of its 4-D input (channels-last, or channels-first when every reader takes that back to
-  channels-last or is an ADD whose other operand is transposed from channels-last) is a candidate;
+  channels-last or is such an ADD) is a candidate; the ADD then runs channels-last (readers that start another
+  chain keep a channels-first copy of its result, which the next round folds: shuffles of shuffled maps);
 * TFLite's ``DEPTH_TO_SPACE`` has DCR channel order only, so a CRD shuffle needs its input channels permuted:
   as in the ONNX pass (:mod:`salsdk.convert.depth_to_space`) the permutation is folded into the weights of the
   convolutions that produce the input, following it back through channel-wise ops (activations, (de)quantize,
-  element-wise arithmetic, batch-axis slices, pads and concatenations, resizes, depthwise convolutions); plain
-  convolutions that also read a tensor of that region take the permutation on their input axis. A shuffle
-  whose region reaches anything else keeps its transposes.
+  element-wise arithmetic, batch-axis slices, pads and concatenations, resizes, depthwise convolutions, earlier
+  ``DEPTH_TO_SPACE`` ops); plain convolutions that also read a tensor of that region take the permutation on their
+  input axis. A shuffle whose region reaches anything else (e.g. a channel concatenation of features that other
+  layers read) keeps its transposes.
 
-Only data movement and weight order change: the file computes the same function to the bit (fp32) and moves the
-same int8 values (int8 files: the chain's tensors must share one scale and zero point, which transposes keep).
-Works on float, fp16 (weights behind DEQUANTIZE), dynamic-range and full int8 files alike.
+Only data movement, weight order and the layout of those ADDs change: fp32 files compute the same function up to
+float rounding (the maps of TinyHD-S x1/4 differ by at most 1e-8), int8 files move the same int8 values (the chain's
+tensors must share one scale and zero point, which transposes keep). Works on float, fp16 (weights behind
+DEQUANTIZE), dynamic-range and full int8 files alike.
 """
 from __future__ import annotations
 
@@ -124,6 +127,10 @@ class _Region:
             return name == "CONV_2D" or self.add(inputs[0], order)
         if name in UNARY:
             return self.add(inputs[0], order)
+        if name == "DEPTH_TO_SPACE":  # made by an earlier round (DCR): input channel q*C + k feeds output k
+            area, channels = op.builtinOptions.blockSize ** 2, len(order)
+            return self.add(inputs[0], np.array([q * channels + order[k] for q in range(area)
+                                                 for k in range(channels)], dtype=np.int64))
         if name in BINARY:
             return all(self._operand(t, order) for t in inputs)
         if name == "CONCATENATION":
@@ -172,7 +179,7 @@ class _Rewriter:
 
     def __init__(self, g: _Graph) -> None:
         self.g = g
-        self.replace: dict[int, Any] = {}
+        self.replace: dict[int, list[Any]] = {}  # op index -> the ops that take its place
         self.drop: set[int] = set()
         self.alias: dict[int, int] = {}
         self.edits: list[tuple[int, int, np.ndarray]] = []
@@ -230,9 +237,9 @@ class _Rewriter:
         for i, op in enumerate(g.graph.operators):
             if i in self.drop:
                 continue
-            op = self.replace.get(i, op)
-            op.inputs = [self.alias.get(int(t), int(t)) for t in op.inputs]
-            ops.append(op)
+            for new in self.replace.get(i, [op]):
+                new.inputs = [self.alias.get(int(t), int(t)) for t in new.inputs]
+                ops.append(new)
         g.graph.operators = ops
 
 
@@ -307,8 +314,9 @@ def _back_to_channels_last(g: _Graph, rw: _Rewriter, dest: int, nhwc: int) -> bo
 
 
 def _nchw_add(g: _Graph, rw: _Rewriter, add: int, dest: int, nhwc: int) -> bool:
-    """An ADD of the shuffle and a tensor transposed from channels-last, read only by transposes back: done
-    channels-last instead (the three transposes go)."""
+    """An ADD of the shuffle and a tensor transposed from channels-last: done channels-last instead. Readers that
+    transpose its result back read the new result; readers that start another transpose chain (a nested shuffle)
+    read a channels-first copy of it, which the next round folds into that chain."""
     op = g.graph.operators[add]
     inputs, result = [int(t) for t in op.inputs], int(op.outputs[0])
     if len(inputs) != 2 or inputs.count(dest) != 1 or result in g.boundary:
@@ -317,27 +325,47 @@ def _nchw_add(g: _Graph, rw: _Rewriter, add: int, dest: int, nhwc: int) -> bool:
     before = g.producer.get(other)
     if before is None or not _is_transpose(g, before, TO_NCHW) or len(g.readers[other]) != 1:
         return False
-    backs = g.readers[result]
-    if not backs or not all(_is_transpose(g, b, TO_NHWC) for b in backs):
+    backs = [b for b in g.readers[result] if _is_transpose(g, b, TO_NHWC)]
+    chained = [r for r in g.readers[result] if r not in backs]
+    if not g.readers[result] or any(g.names[r] not in CHAIN_OPS for r in chained):
         return False
     outs = [int(g.graph.operators[b].outputs[0]) for b in backs]
     if any(o in g.boundary for o in outs[1:]) or any(_quant(g.tensor(o)) != _quant(g.tensor(result)) for o in outs):
         return False  # the ADD writes the first (a graph output may be it); the others become aliases of it
+    shape = g.shape(result)
+    out = outs[0] if outs else rw.new_tensor(result, [shape[0], shape[2], shape[3], shape[1]], "/nhwc")
     new = _schema().OperatorT()
     new.opcodeIndex, new.builtinOptionsType, new.builtinOptions = op.opcodeIndex, op.builtinOptionsType, \
         op.builtinOptions
     swapped = int(g.graph.operators[before].inputs[0])
-    new.inputs = [nhwc if t == dest else swapped for t in inputs]
-    new.outputs = [outs[0]]
-    rw.replace[add] = new
+    new.inputs, new.outputs = [nhwc if t == dest else swapped for t in inputs], [out]
+    rw.replace[add] = [new]
+    if chained:  # the channels-first result stays, as a transpose of the new one (reusing the dropped perm)
+        copy = _schema().OperatorT()
+        copy.opcodeIndex, copy.builtinOptionsType, copy.builtinOptions = \
+            g.graph.operators[before].opcodeIndex, g.graph.operators[before].builtinOptionsType, \
+            g.graph.operators[before].builtinOptions
+        copy.inputs, copy.outputs = [out, int(g.graph.operators[before].inputs[1])], [result]
+        rw.replace[add].append(copy)
     rw.drop.update([before, *backs])
-    rw.alias.update({o: outs[0] for o in outs[1:]})
+    rw.alias.update({o: out for o in outs[1:]})
     return True
 
 
-def shuffles_to_depth_to_space(content: bytes) -> tuple[bytes, int]:
+def shuffles_to_depth_to_space(content: bytes, max_rounds: int = 4) -> tuple[bytes, int]:
     """``content`` with its pixel-shuffle transpose chains replaced by ``DEPTH_TO_SPACE`` where that is exact
-    (see the module docstring), and how many were replaced."""
+    (see the module docstring), and how many were replaced. Rounds repeat while they replace something: a
+    shuffle of a shuffled map folds once the inner one is a ``DEPTH_TO_SPACE``."""
+    total = 0
+    for _ in range(max_rounds):
+        content, replaced = _one_round(content)
+        total += replaced
+        if not replaced:
+            break
+    return content, total
+
+
+def _one_round(content: bytes) -> tuple[bytes, int]:
     model = read_model(content)
     g = _Graph(model)
     rw = _Rewriter(g)
@@ -360,7 +388,7 @@ def shuffles_to_depth_to_space(content: bytes) -> tuple[bytes, int]:
         if channels_first and not _back_to_channels_last(g, rw, dest, target):
             rw.replace, rw.drop, rw.alias = snapshot
             continue
-        rw.replace[chain[0]] = rw.depth_to_space(source, target, block)
+        rw.replace[chain[0]] = [rw.depth_to_space(source, target, block)]
         rw.drop.update(chain[1:])
         rw.edits += region.edits
         rw.touched.update(region.orders)
