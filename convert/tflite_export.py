@@ -50,8 +50,7 @@ def float_model(ctx: ExportContext) -> Path:
     if path.is_file():
         return path
     module_file = path.with_suffix(".module.pt")
-    variant = getattr(ctx.model, "for_channels_last_export", None)  # an export rewrite's channels-last form
-    torch.save((variant() if variant else ctx.model).eval(), module_file)
+    torch.save(ctx.model.eval(), module_file)
     partial = path.with_suffix(".partial")
     command = [sys.executable, "-m", __name__, str(module_file), ",".join(map(str, ctx.input_shape)), str(partial)]
     try:

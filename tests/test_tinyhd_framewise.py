@@ -45,8 +45,6 @@ def test_rewrite_reproduces_every_variant(name):
     assert float((got - expected).abs().max()) < 5e-6
     assert float((single - expected[1:]).abs().max()) < 5e-6
     assert min_cc(got, expected) >= 0.9999
-    with torch.no_grad():  # the channels-last form (litert-torch) only moves data differently: the same bits
-        assert torch.equal(rewritten.for_channels_last_export()(x[1:]), single)
 
 
 def test_temporal_taps_and_padding_are_exact():

@@ -42,32 +42,19 @@ from .zoo import TINYHD_FRAMES
 
 MAX_CONCAT = 4  # inputs per concatenation that the XNNPACK delegate accepts (it rejects 7)
 
-def _select(x: Tensor, batch: int, frames: int, index: slice, channels_last: bool = False) -> Tensor:
+def _select(x: Tensor, batch: int, frames: int, index: slice) -> Tensor:
     """Frames ``index`` of every clip of ``x`` (``batch`` clips of ``frames`` frames, folded to (N*T, C, H, W)).
 
     With batch 1 a strided selection is made of one-frame slices and concatenations: XNNPACK does not take
-    strided slices, and takes concatenations of at most :data:`MAX_CONCAT` inputs. ``channels_last`` (for
-    converters that keep frames channels-last, litert-torch) takes every second frame as one slice of the frames
-    viewed in pairs instead, written on the channels-last tensor so that the view is a plain reshape there.
+    strided slices, and takes concatenations of at most :data:`MAX_CONCAT` inputs.
     """
     if batch == 1:
-        picked = range(frames)[index]
-        if index.step in (None, 1) or len(picked) == 1:
+        if index.step in (None, 1) or len(range(frames)[index]) == 1:
+            picked = range(frames)[index]
             return x[picked.start : picked.start + len(picked)]
-        if channels_last and picked.step == 2:
-            return _every_second_frame(x, picked.start, len(picked))
-        return concat([x[i : i + 1] for i in picked], dim=0)
+        return concat([x[i : i + 1] for i in range(frames)[index]], dim=0)
     clips = x.reshape(batch, frames, *x.shape[1:])
     return clips[:, index].reshape(-1, *x.shape[1:])
-
-
-def _every_second_frame(x: Tensor, first: int, count: int) -> Tensor:
-    """Frames ``first, first + 2, ...`` (``count`` of them) of one folded clip ``x``: the frames viewed in pairs
-    (channels-last, where that is a reshape of the batch axis) and one slice of the pairs' first or second."""
-    frames = x.permute(0, 2, 3, 1)
-    start, member = (first, 0) if first + 2 * count <= x.shape[0] else (first - 1, 1)
-    pairs = frames[start : start + 2 * count].reshape(count, 2, *frames.shape[1:])
-    return pairs[:, member].permute(0, 3, 1, 2)
 
 
 def concat(tensors: Sequence[Tensor], dim: int) -> Tensor:
@@ -130,7 +117,6 @@ class FramewiseConv3d(nn.Module):
 
     def __init__(self, conv: nn.Conv3d, norm: nn.BatchNorm3d | None, frames_in: int) -> None:
         super().__init__()
-        self.channels_last = False  # strided frame selections written for channels-last converters (_select)
         kt, st, pt = conv.kernel_size[0], conv.stride[0], conv.padding[0]
         if conv.dilation[0] != 1 or isinstance(conv.padding, str):
             raise ValueError(f"FramewiseConv3d needs temporal dilation 1 and numeric padding, got {conv}")
@@ -166,7 +152,7 @@ class FramewiseConv3d(nn.Module):
         for tap, (first_out, count, first_in) in zip(self.taps, self.placements):
             whole = first_in == 0 and count == self.frames_in and self.stride == 1
             picked = slice(first_in, first_in + self.stride * (count - 1) + 1, self.stride)
-            y = tap(x if whole else _select(x, batch, self.frames_in, picked, self.channels_last))
+            y = tap(x if whole else _select(x, batch, self.frames_in, picked))
             if out is not None and batch == 1:
                 merged = _sum_frame_ranges(*rest, y, first_out) if rest else (y, first_out)
                 if merged is None:  # a gap between the frame ranges: add what is summed so far
@@ -314,17 +300,6 @@ class FramewiseTinyHD(nn.Module):
         frames = x.transpose(1, 2).reshape(n * t, c, h, w)
         out = self.decoder(self.aggregator(self.encoder(frames), ops), ops)
         return out if self.mode == "S" else out.reshape(n, 1, t, h, w)  # one channel: (N*T, 1) -> (N, 1, T)
-
-
-    def for_channels_last_export(self) -> FramewiseTinyHD:
-        """The same network with its strided frame selections written for converters that keep frames
-        channels-last (litert-torch): one slice of frame pairs instead of one-frame slices and concatenations.
-        The same function to the bit (data movement only); ONNX and ExecuTorch keep the default form."""
-        variant = copy.deepcopy(self)
-        for module in variant.modules():
-            if isinstance(module, FramewiseConv3d):
-                module.channels_last = True
-        return variant
 
 
 def framewise_tinyhd(model: nn.Module) -> FramewiseTinyHD:
