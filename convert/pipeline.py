@@ -93,8 +93,8 @@ class ConvertOptions:
         for name, value in (("--n-calib", self.n_calib), ("--n-eval", self.n_eval)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000):
                 raise InputError(f"{name} {value!r}: give a whole number of inputs from 1 to 10000")
-        if self.size is not None:
-            h, w = self.size
+        if self.size is not None and tuple(self.size) != tuple(get_entry(self.model).card.preprocessing.size or ()):
+            h, w = self.size  # the card's own fixed size (UMSI's 240x320) is always valid
             if not (0 < h <= MAX_DIM and 0 < w <= MAX_DIM and h % 32 == 0 and w % 32 == 0):
                 raise InputError(f"--size {h}x{w}: height and width must be positive multiples of 32 up to {MAX_DIM}")
         if self.calibration_method not in CALIBRATION_CHOICES:

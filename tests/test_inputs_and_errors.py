@@ -105,6 +105,21 @@ def test_unknown_model_lists_choices():
         salsdk.create_model("NoSuchNet", weights=None)
 
 
+def test_convert_sizes_are_checked_per_model():
+    """Other sizes must be multiples of 32; a model's own fixed size (UMSI's letterbox, 240x320) always converts."""
+    from salsdk.convert.formats import select_formats
+    from salsdk.convert.pipeline import ConvertOptions
+
+    def options(model, size):
+        return ConvertOptions(model=model, weights=None, size=size, formats=select_formats("onnx-fp32"), out="out")
+
+    options("UMSI", (240, 320)).validate()
+    options("UniSal", (64, 96)).validate()
+    for model, size in (("UniSal", (240, 320)), ("UMSI", (250, 320)), ("UniSal", (0, 64))):
+        with pytest.raises(InputError, match=f"--size {size[0]}x{size[1]}: height and width must be positive multiples"):
+            options(model, size).validate()
+
+
 def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     code = main(["predict", "--model", "UniSal", "--random-init", str(tmp_path / "missing.jpg"), "--out",
                  str(tmp_path / "out")])
