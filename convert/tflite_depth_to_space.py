@@ -6,9 +6,10 @@ Where a shuffled map is added to another, the converter also moves that ADD to N
 side. :func:`shuffles_to_depth_to_space` rewrites the file:
 
 * every maximal chain of TRANSPOSE/RESHAPE ops is simulated on an index array; one whose result is exactly a
-  depth-to-space of its 4-D input (channels-last, or channels-first when every reader takes that back to
-  channels-last or is such an ADD) is a candidate; the ADD then runs channels-last (readers that start another
-  chain keep a channels-first copy of its result, which the next round folds: shuffles of shuffled maps);
+  depth-to-space of its 4-D input (channels-last, or channels-first when what reads it can run channels-last) is
+  a candidate. The layout-free ops downstream of a channels-first result (that ADD; TinyHD-M's time up-sampling
+  blends of frame slices, concatenations and SUB/MUL/ADD) then run channels-last as a region, and readers that
+  start another chain keep a channels-first copy, which the next round folds (shuffles of shuffled maps);
 * TFLite's ``DEPTH_TO_SPACE`` has DCR channel order only, so a CRD shuffle needs its input channels permuted:
   as in the ONNX pass (:mod:`salsdk.convert.depth_to_space`) the permutation is folded into the weights of the
   convolutions that produce the input, following it back through channel-wise ops (activations, (de)quantize,
@@ -17,7 +18,7 @@ side. :func:`shuffles_to_depth_to_space` rewrites the file:
   input axis. A shuffle whose region reaches anything else (e.g. a channel concatenation of features that other
   layers read) keeps its transposes.
 
-Only data movement, weight order and the layout of those ADDs change: fp32 files compute the same function up to
+Only data movement, weight order and the layout of those regions change: fp32 files compute the same function up to
 float rounding (the maps of TinyHD-S x1/4 differ by at most 1e-8), int8 files move the same int8 values (the chain's
 tensors must share one scale and zero point, which transposes keep). Works on float, fp16 (weights behind
 DEQUANTIZE), dynamic-range and full int8 files alike.
@@ -184,6 +185,8 @@ class _Rewriter:
         self.alias: dict[int, int] = {}
         self.edits: list[tuple[int, int, np.ndarray]] = []
         self.touched: set[int] = set()
+        self.pending_after: dict[int, list[Any]] = defaultdict(list)  # op index -> new ops right after it
+        self.consts: dict[bytes, int] = {}
 
     def opcode(self, builtin: int) -> int:
         codes = self.g.model.operatorCodes
@@ -215,6 +218,31 @@ class _Rewriter:
         self.g.graph.tensors.append(tensor)
         return len(self.g.graph.tensors) - 1
 
+    def new_const(self, value: np.ndarray) -> int:
+        """An int32 constant tensor holding ``value`` (slice bounds, transpose permutations), one per value."""
+        data = np.ascontiguousarray(value, dtype=np.int32).tobytes()
+        if data in self.consts:
+            return self.consts[data]
+        schema = _schema()
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(data, np.uint8)
+        self.g.model.buffers.append(buffer)
+        tensor = schema.TensorT()
+        tensor.shape, tensor.type = np.array([len(value)], dtype=np.int32), schema.TensorType.INT32
+        tensor.buffer, tensor.name = len(self.g.model.buffers) - 1, f"salsdk/const{len(self.g.graph.tensors)}".encode()
+        self.g.graph.tensors.append(tensor)
+        self.consts[data] = len(self.g.graph.tensors) - 1
+        return self.consts[data]
+
+    def transpose(self, source: int, dest: int, perm: tuple[int, ...]) -> Any:
+        schema = _schema()
+        op = schema.OperatorT()
+        op.opcodeIndex = self.opcode(schema.BuiltinOperator.TRANSPOSE)
+        op.inputs, op.outputs = [source, self.new_const(np.array(perm))], [dest]
+        op.builtinOptionsType = schema.BuiltinOptions.TransposeOptions
+        op.builtinOptions = schema.TransposeOptionsT()
+        return op
+
     def apply(self) -> None:
         g, model = self.g, self.g.model
         users = defaultdict(int)
@@ -235,9 +263,7 @@ class _Rewriter:
                 q.zeroPoint = np.asarray(q.zeroPoint)[order]
         ops = []
         for i, op in enumerate(g.graph.operators):
-            if i in self.drop:
-                continue
-            for new in self.replace.get(i, [op]):
+            for new in ([] if i in self.drop else self.replace.get(i, [op])) + self.pending_after.get(i, []):
                 new.inputs = [self.alias.get(int(t), int(t)) for t in new.inputs]
                 ops.append(new)
         g.graph.operators = ops
@@ -296,60 +322,111 @@ def _is_transpose(g: _Graph, op_index: int, perm: tuple[int, ...]) -> bool:
     return value is not None and tuple(int(p) for p in value) == perm
 
 
+def _const_operand_is_layout_free(value: np.ndarray) -> bool:
+    """A constant operand broadcasts the same way channels-first and channels-last: one value, or one per frame."""
+    return value.size == 1 or (value.ndim == 4 and value.shape[1:] == (1, 1, 1))
+
+
 def _back_to_channels_last(g: _Graph, rw: _Rewriter, dest: int, nhwc: int) -> bool:
-    """Rewire the readers of the channels-first shuffle output ``dest`` onto its channels-last twin ``nhwc``."""
-    for reader in g.readers[dest]:
-        op = g.graph.operators[reader]
-        if _is_transpose(g, reader, TO_NHWC):
-            out = int(op.outputs[0])
-            if out in g.boundary or _quant(g.tensor(out)) != _quant(g.tensor(nhwc)):
+    """Make everything downstream of the channels-first shuffle output ``dest`` read its channels-last twin ``nhwc``.
+
+    litert-torch runs the ops between a shuffle and the next convolution channels-first (TinyHD: the ADD of a
+    decoder branch, and the time up-sampling blends of frame slices, concatenations, SUB/MUL/ADD). Those ops are
+    layout-free, so they move to channels-last as a region: operands transposed from channels-last read the
+    original tensor, transposes back to channels-last disappear (their readers read the region's result), slices
+    take permuted bounds and concatenations the matching axis. A reader that starts another transpose/reshape
+    chain (a nested shuffle) reads a channels-first copy, which the next round folds. Any other reader, or a graph
+    output inside the region, leaves the graph as it is (False).
+    """
+    twins, changes, copies, swapped = {dest: nhwc}, {}, [], set()
+    first = min(g.readers[dest], default=len(g.graph.operators))
+    for i in range(first, len(g.graph.operators)):
+        op, name = g.graph.operators[i], g.names[i]
+        inputs = [int(t) for t in op.inputs]
+        if not any(t in twins for t in inputs):
+            continue
+        if i in rw.replace or i in rw.drop:
+            return False  # already part of another rewrite this round
+        out = int(op.outputs[0])
+        if _is_transpose(g, i, TO_NHWC):
+            if twins[inputs[0]] == out:
+                changes[i] = ("drop",)  # the region op writes this tensor itself
+            elif out in g.boundary or _quant(g.tensor(out)) != _quant(g.tensor(twins[inputs[0]])):
                 return False
-            rw.alias[out] = nhwc
-            rw.drop.add(reader)
-        elif g.names[reader] == "ADD" and not _nchw_add(g, rw, reader, dest, nhwc):
+            else:
+                changes[i] = ("alias", out, twins[inputs[0]])
+        elif name in CHAIN_OPS:
+            copies.extend(t for t in inputs[:1] if t not in copies)
+        elif name in UNARY | BINARY | {"SLICE", "CONCATENATION"} and len(g.shape(out)) == 4 and out not in g.boundary:
+            operands = _channels_last_operands(g, name, inputs, twins, swapped)
+            if operands is None:
+                return False
+            backs = sorted((int(g.graph.operators[r].outputs[0]) for r in g.readers[out] if _is_transpose(g, r, TO_NHWC)
+                            and _quant(g.tensor(int(g.graph.operators[r].outputs[0]))) == _quant(g.tensor(out))),
+                           key=lambda t: t not in g.boundary)  # a graph output among them is written directly
+            shape = g.shape(out)
+            twins[out] = backs[0] if backs else rw.new_tensor(out, [shape[0], shape[2], shape[3], shape[1]], "/nhwc")
+            changes[i] = ("op", operands, twins[out])
+        else:
             return False
-        elif g.names[reader] != "ADD":
-            return False
+    if any(t in g.boundary for t in twins):
+        return False
+    _apply_channels_last(g, rw, twins, changes, copies, swapped)
+    rw.touched.update(twins)  # a channel-order fold through these waits for the next round
     return True
 
 
-def _nchw_add(g: _Graph, rw: _Rewriter, add: int, dest: int, nhwc: int) -> bool:
-    """An ADD of the shuffle and a tensor transposed from channels-last: done channels-last instead. Readers that
-    transpose its result back read the new result; readers that start another transpose chain (a nested shuffle)
-    read a channels-first copy of it, which the next round folds into that chain."""
-    op = g.graph.operators[add]
-    inputs, result = [int(t) for t in op.inputs], int(op.outputs[0])
-    if len(inputs) != 2 or inputs.count(dest) != 1 or result in g.boundary:
-        return False
-    other = inputs[1 - inputs.index(dest)]
-    before = g.producer.get(other)
-    if before is None or not _is_transpose(g, before, TO_NCHW) or len(g.readers[other]) != 1:
-        return False
-    backs = [b for b in g.readers[result] if _is_transpose(g, b, TO_NHWC)]
-    chained = [r for r in g.readers[result] if r not in backs]
-    if not g.readers[result] or any(g.names[r] not in CHAIN_OPS for r in chained):
-        return False
-    outs = [int(g.graph.operators[b].outputs[0]) for b in backs]
-    if any(o in g.boundary for o in outs[1:]) or any(_quant(g.tensor(o)) != _quant(g.tensor(result)) for o in outs):
-        return False  # the ADD writes the first (a graph output may be it); the others become aliases of it
-    shape = g.shape(result)
-    out = outs[0] if outs else rw.new_tensor(result, [shape[0], shape[2], shape[3], shape[1]], "/nhwc")
-    new = _schema().OperatorT()
-    new.opcodeIndex, new.builtinOptionsType, new.builtinOptions = op.opcodeIndex, op.builtinOptionsType, \
-        op.builtinOptions
-    swapped = int(g.graph.operators[before].inputs[0])
-    new.inputs, new.outputs = [nhwc if t == dest else swapped for t in inputs], [out]
-    rw.replace[add] = [new]
-    if chained:  # the channels-first result stays, as a transpose of the new one (reusing the dropped perm)
-        copy = _schema().OperatorT()
-        copy.opcodeIndex, copy.builtinOptionsType, copy.builtinOptions = \
-            g.graph.operators[before].opcodeIndex, g.graph.operators[before].builtinOptionsType, \
-            g.graph.operators[before].builtinOptions
-        copy.inputs, copy.outputs = [out, int(g.graph.operators[before].inputs[1])], [result]
-        rw.replace[add].append(copy)
-    rw.drop.update([before, *backs])
-    rw.alias.update({o: out for o in outs[1:]})
-    return True
+def _channels_last_operands(g: _Graph, name: str, inputs: list[int], twins: dict[int, int],
+                            swapped: set[int]) -> list[Any] | None:
+    """The inputs of a layout-free op in its channels-last form (tensor indices, or arrays for new constants)."""
+    operands: list[Any] = []
+    for position, t in enumerate(inputs):
+        value = g.const(t) if t >= 0 else None
+        before = g.producer.get(t)
+        if t in twins:
+            operands.append(twins[t])
+        elif name == "SLICE" and position > 0 and value is not None:
+            operands.append(np.asarray(value)[list(TO_NHWC)])  # begin / size in channels-last axis order
+        elif name in BINARY and value is not None and _const_operand_is_layout_free(value):
+            operands.append(t)
+        elif before is not None and _is_transpose(g, before, TO_NCHW) and t not in g.boundary:
+            swapped.add(before)  # read the channels-last tensor the transpose was made from
+            operands.append(int(g.graph.operators[before].inputs[0]))
+        else:
+            return None
+    return operands
+
+
+def _apply_channels_last(g: _Graph, rw: _Rewriter, twins: dict[int, int], changes: dict[int, tuple],
+                         copies: list[int], swapped: set[int]) -> None:
+    schema = _schema()
+    for i, (kind, *args) in changes.items():
+        op = g.graph.operators[i]
+        if kind in ("alias", "drop"):
+            rw.alias.update([args] if args else [])
+            rw.drop.add(i)
+            continue
+        operands, out = args
+        new = schema.OperatorT()
+        new.opcodeIndex, new.builtinOptionsType, new.builtinOptions = op.opcodeIndex, op.builtinOptionsType, \
+            op.builtinOptions
+        if g.names[i] == "CONCATENATION":
+            new.builtinOptions = schema.ConcatenationOptionsT()
+            new.builtinOptions.axis = TO_NHWC.index(op.builtinOptions.axis % 4)
+            new.builtinOptions.fusedActivationFunction = op.builtinOptions.fusedActivationFunction
+        new.inputs = [rw.new_const(a) if isinstance(a, np.ndarray) else a for a in operands]
+        new.outputs = [out]
+        rw.replace[i] = [new]
+    for t in copies:  # channels-first copies for the chains that read region tensors
+        producer = g.producer[t]
+        copy = rw.transpose(twins[t], t, TO_NCHW)
+        if producer in rw.replace:
+            rw.replace[producer].append(copy)
+        else:
+            rw.pending_after[producer].append(copy)
+    for before in swapped:  # transposes to channels-first that nothing reads any more
+        if all(r in changes for r in g.readers[int(g.graph.operators[before].outputs[0])]):
+            rw.drop.add(before)
 
 
 def shuffles_to_depth_to_space(content: bytes, max_rounds: int = 4) -> tuple[bytes, int]:
@@ -383,10 +460,10 @@ def _one_round(content: bytes) -> tuple[bytes, int]:
             if any(source_ in rw.touched for source_, _, _ in region.edits) or set(region.orders) & rw.touched:
                 continue  # overlaps a region already folded
         out_shape = [g.shape(source)[0], *(d * block for d in g.shape(source)[1:3]), g.shape(source)[3] // block ** 2]
+        tensors = len(g.graph.tensors)
         target = rw.new_tensor(dest, out_shape, "/depth_to_space") if channels_first else dest
-        snapshot = (dict(rw.replace), set(rw.drop), dict(rw.alias))
         if channels_first and not _back_to_channels_last(g, rw, dest, target):
-            rw.replace, rw.drop, rw.alias = snapshot
+            del g.graph.tensors[tensors:]  # the twins of a region that stays as it is
             continue
         rw.replace[chain[0]] = [rw.depth_to_space(source, target, block)]
         rw.drop.update(chain[1:])

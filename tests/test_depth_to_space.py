@@ -91,14 +91,34 @@ class ChannelsLastShuffles(nn.Module):
         return up, added, raw, F.pixel_shuffle(added, 2)
 
 
-def _litert(module: nn.Module, shape: tuple[int, ...]) -> bytes:
+def _litert(module: nn.Module, shape: tuple[int, ...], outputs: int = 4) -> bytes:
     import litert_torch
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        wrapped = litert_torch.to_channel_last_io(module.eval(), args=[0], outputs=[0, 1, 2, 3])
+        wrapped = litert_torch.to_channel_last_io(module.eval(), args=[0], outputs=list(range(outputs)))
         example = torch.zeros(shape).permute(0, 2, 3, 1).contiguous()
         return litert_torch.convert(wrapped, (example,)).model_content()
+
+
+def _int8(content: bytes, shape: tuple[int, ...], rng: np.random.Generator) -> bytes:
+    """``content`` fully int8 through ai-edge-quantizer (salsdk's recipe), calibrated on 4 random inputs."""
+    import contextlib
+
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer
+
+    from salsdk.quantize.litert_int8 import recipe
+
+    q = quantizer.Quantizer(bytearray(content))
+    q.load_quantization_recipe(recipe("int8"))
+    signatures = Interpreter(model_content=content).get_signature_list()
+    key = next(iter(signatures))
+    name = signatures[key]["inputs"][0]
+    samples = [{name: rng.standard_normal(shape, dtype=np.float32)} for _ in range(4)]
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        return bytes(q.quantize(q.calibrate({key: samples})).quantized_model)
 
 
 def _tflite_run(content: bytes, x: np.ndarray) -> list[np.ndarray]:
@@ -115,27 +135,13 @@ def _tflite_run(content: bytes, x: np.ndarray) -> list[np.ndarray]:
 def test_tflite_shuffle_chains_become_depth_to_space_with_identical_outputs():
     """fp32 and full int8 files: the foldable shuffles lose their transposes, outputs stay the same (fp32: to
     float rounding; the int8 file moves the same int8 values); the input's own shuffle keeps its transposes."""
-    import contextlib
-
-    from ai_edge_litert.interpreter import Interpreter
-    from ai_edge_quantizer import quantizer
-
     from salsdk.convert.tflite_depth_to_space import shuffles_to_depth_to_space
-    from salsdk.quantize.litert_int8 import recipe
     from salsdk.tflite_model import op_counts
 
     torch.manual_seed(0)
     content = _litert(ChannelsLastShuffles(), (1, 3, 8, 10))
     rng = np.random.default_rng(0)
-    q = quantizer.Quantizer(bytearray(content))
-    q.load_quantization_recipe(recipe("int8"))
-    signatures = Interpreter(model_content=content).get_signature_list()
-    key = next(iter(signatures))
-    name = signatures[key]["inputs"][0]
-    samples = [{name: rng.standard_normal((1, 8, 10, 3), dtype=np.float32)} for _ in range(4)]
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        int8 = bytes(q.quantize(q.calibrate({key: samples})).quantized_model)
+    int8 = _int8(content, (1, 8, 10, 3), rng)
     x = rng.standard_normal((1, 8, 10, 3), dtype=np.float32)
     for original in (content, int8):
         before = op_counts(original)
@@ -150,3 +156,41 @@ def test_tflite_shuffle_chains_become_depth_to_space_with_identical_outputs():
             else:
                 np.testing.assert_array_equal(got, want)
     assert shuffles_to_depth_to_space(rewritten) == (rewritten, 0)  # nothing left that can be folded
+
+
+class TimeBlendShuffles(nn.Module):
+    """TinyHD-M's time up-sampling after a decoder ADD: frames on the batch axis, each output frame a blend of
+    two input frames (slices, concatenations, SUB/MUL/ADD), then shuffled again. litert-torch runs the whole blend
+    channels-first between transposes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(3, 16, 1)
+        self.lateral = nn.Conv2d(4, 4, 3, padding=1)
+        self.head = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        added = F.pixel_shuffle(self.b(x), 2) + self.lateral(F.pixel_shuffle(F.relu6(self.a(x)), 2))
+        lo = torch.cat([added[i:i + 1] for i in (0, 0, 1, 1, 2, 2, 3, 3)])
+        hi = torch.cat([added[i:i + 1] for i in (0, 1, 1, 2, 2, 3, 3, 3)])
+        return self.head(F.pixel_shuffle(lo + (hi - lo) * 0.25, 2))
+
+
+def test_tflite_channels_first_blends_between_shuffles_run_channels_last():
+    """The blend between two shuffles moves to channels-last as a region (slice bounds permuted, concatenations on
+    the batch axis), so the nested shuffle folds too: every TRANSPOSE goes, the outputs stay the same."""
+    from salsdk.convert.tflite_depth_to_space import shuffles_to_depth_to_space
+    from salsdk.tflite_model import op_counts
+
+    torch.manual_seed(0)
+    content = _litert(TimeBlendShuffles(), (4, 3, 8, 10), outputs=1)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 8, 10, 3), dtype=np.float32)
+    for original in (content, _int8(content, (4, 8, 10, 3), rng)):
+        assert op_counts(original)["TRANSPOSE"] >= 8 and op_counts(original)["SLICE"] == 4
+        rewritten, replaced = shuffles_to_depth_to_space(original)
+        after = op_counts(rewritten)
+        assert replaced == 3 and after["DEPTH_TO_SPACE"] == 3 and "TRANSPOSE" not in after, after
+        assert after["SLICE"] == 4 and after["CONCATENATION"] == op_counts(original)["CONCATENATION"]
+        np.testing.assert_array_equal(_tflite_run(rewritten, x)[0], _tflite_run(original, x)[0])
+        assert shuffles_to_depth_to_space(rewritten) == (rewritten, 0)
