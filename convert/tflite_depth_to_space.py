@@ -51,7 +51,7 @@ def _depth_to_space(x: np.ndarray, block: int, mode: str) -> np.ndarray:
     return x.reshape(n, h, w, out, block, block).transpose(0, 1, 4, 2, 5, 3).reshape(n, h * block, w * block, out)
 
 
-class _Graph:
+class Graph:
     """Lookups over the main subgraph of a ``ModelT``: op names, producers, readers, constants."""
 
     def __init__(self, model: Any) -> None:
@@ -101,7 +101,7 @@ class _Region:
     """The tensors upstream of a shuffle that take a new channel order, and the weights that absorb it
     (``edits``: stored tensor, axis, order). ``orders[t][k]`` is the old channel that new channel ``k`` holds."""
 
-    def __init__(self, g: _Graph) -> None:
+    def __init__(self, g: Graph) -> None:
         self.g = g
         self.orders: dict[int, np.ndarray] = {}
         self.edits: list[tuple[int, int, np.ndarray]] = []
@@ -175,10 +175,10 @@ class _Region:
         return True
 
 
-class _Rewriter:
+class Rewriter:
     """Applies the chain replacements to a ``ModelT``: new ops, dropped ops, aliased tensors, permuted weights."""
 
-    def __init__(self, g: _Graph) -> None:
+    def __init__(self, g: Graph) -> None:
         self.g = g
         self.replace: dict[int, list[Any]] = {}  # op index -> the ops that take its place
         self.drop: set[int] = set()
@@ -269,7 +269,7 @@ class _Rewriter:
         g.graph.operators = ops
 
 
-def _chains(g: _Graph) -> list[tuple[list[int], int, int]]:
+def _chains(g: Graph) -> list[tuple[list[int], int, int]]:
     """Maximal TRANSPOSE/RESHAPE chains: (op indices, input tensor, output tensor), inner tensors read once."""
     found = []
     for i, op in enumerate(g.graph.operators):
@@ -288,7 +288,7 @@ def _chains(g: _Graph) -> list[tuple[list[int], int, int]]:
     return found
 
 
-def _shuffle_of(g: _Graph, chain: list[int], source: int, dest: int) -> tuple[int, str, bool] | None:
+def _shuffle_of(g: Graph, chain: list[int], source: int, dest: int) -> tuple[int, str, bool] | None:
     """(block, mode, channels_first) if ``chain`` computes a depth-to-space of ``source``, else None."""
     shape, out = g.shape(source), g.shape(dest)
     if len(shape) != 4 or len(out) != 4 or shape[0] != out[0] or _quant(g.tensor(source)) != _quant(g.tensor(dest)):
@@ -315,7 +315,7 @@ def _shuffle_of(g: _Graph, chain: list[int], source: int, dest: int) -> tuple[in
     return None
 
 
-def _is_transpose(g: _Graph, op_index: int, perm: tuple[int, ...]) -> bool:
+def _is_transpose(g: Graph, op_index: int, perm: tuple[int, ...]) -> bool:
     if g.names[op_index] != "TRANSPOSE":
         return False
     value = g.const(int(g.graph.operators[op_index].inputs[1]))
@@ -327,7 +327,7 @@ def _const_operand_is_layout_free(value: np.ndarray) -> bool:
     return value.size == 1 or (value.ndim == 4 and value.shape[1:] == (1, 1, 1))
 
 
-def _back_to_channels_last(g: _Graph, rw: _Rewriter, dest: int, nhwc: int) -> bool:
+def _back_to_channels_last(g: Graph, rw: Rewriter, dest: int, nhwc: int) -> bool:
     """Make everything downstream of the channels-first shuffle output ``dest`` read its channels-last twin ``nhwc``.
 
     litert-torch runs the ops between a shuffle and the next convolution channels-first (TinyHD: the ADD of a
@@ -376,7 +376,7 @@ def _back_to_channels_last(g: _Graph, rw: _Rewriter, dest: int, nhwc: int) -> bo
     return True
 
 
-def _channels_last_operands(g: _Graph, name: str, inputs: list[int], twins: dict[int, int],
+def _channels_last_operands(g: Graph, name: str, inputs: list[int], twins: dict[int, int],
                             swapped: set[int]) -> list[Any] | None:
     """The inputs of a layout-free op in its channels-last form (tensor indices, or arrays for new constants)."""
     operands: list[Any] = []
@@ -397,7 +397,7 @@ def _channels_last_operands(g: _Graph, name: str, inputs: list[int], twins: dict
     return operands
 
 
-def _apply_channels_last(g: _Graph, rw: _Rewriter, twins: dict[int, int], changes: dict[int, tuple],
+def _apply_channels_last(g: Graph, rw: Rewriter, twins: dict[int, int], changes: dict[int, tuple],
                          copies: list[int], swapped: set[int]) -> None:
     schema = _schema()
     for i, (kind, *args) in changes.items():
@@ -444,8 +444,8 @@ def shuffles_to_depth_to_space(content: bytes, max_rounds: int = 4) -> tuple[byt
 
 def _one_round(content: bytes) -> tuple[bytes, int]:
     model = read_model(content)
-    g = _Graph(model)
-    rw = _Rewriter(g)
+    g = Graph(model)
+    rw = Rewriter(g)
     replaced = 0
     for chain, source, dest in _chains(g):
         found = _shuffle_of(g, chain, source, dest)

@@ -36,6 +36,7 @@ from salsdk.tflite_model import name_io_tensors, op_counts, ops_after_input
 
 from .context import ExportContext, ExportResult
 from .formats import Format
+from .tflite_concat import split_long_concatenations
 from .tflite_depth_to_space import shuffles_to_depth_to_space
 
 MODEL_FILE = "model.tflite"
@@ -98,7 +99,7 @@ def build(ctx: ExportContext, fmt: Format, keep_float: Sequence[str]) -> tuple[b
         content, record = source.read_bytes(), {}
     else:
         content, record = litert_int8.quantize(source, fmt.precision, ctx.data, keep_float)
-    return shuffles_to_depth_to_space(content)[0], record
+    return split_long_concatenations(shuffles_to_depth_to_space(content)[0])[0], record
 
 
 def tensor_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:

@@ -194,3 +194,33 @@ def test_tflite_channels_first_blends_between_shuffles_run_channels_last():
         assert after["SLICE"] == 4 and after["CONCATENATION"] == op_counts(original)["CONCATENATION"]
         np.testing.assert_array_equal(_tflite_run(rewritten, x)[0], _tflite_run(original, x)[0])
         assert shuffles_to_depth_to_space(rewritten) == (rewritten, 0)
+
+
+def test_tflite_long_concatenations_become_trees_the_xnnpack_delegate_takes():
+    """litert-torch merges the blend's concatenation tree into one of 8 inputs, which XNNPACK leaves to TFLite's
+    kernel (three delegate partitions); split again, the whole file is one partition with the same outputs."""
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.schema_py_generated import BuiltinOptions
+
+    from salsdk.convert.tflite_concat import MAX_INPUTS, split_long_concatenations
+    from salsdk.tflite_model import read_model
+
+    def partitions(content: bytes) -> int:
+        interpreter = Interpreter(model_content=content, num_threads=1)
+        interpreter.allocate_tensors()
+        return sum(op["op_name"] == "DELEGATE" for op in interpreter._get_ops_details())  # noqa: SLF001
+
+    def longest(content: bytes) -> int:
+        graph = read_model(content).subgraphs[0]
+        return max(len(op.inputs) for op in graph.operators if op.builtinOptionsType == BuiltinOptions.ConcatenationOptions)
+
+    torch.manual_seed(0)
+    content = _litert(TimeBlendShuffles(), (4, 3, 8, 10), outputs=1)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 8, 10, 3), dtype=np.float32)
+    for original in (content, _int8(content, (4, 8, 10, 3), rng)):
+        assert longest(original) == 8 and partitions(original) > 1
+        split, count = split_long_concatenations(original)
+        assert count == 2 and longest(split) <= MAX_INPUTS and partitions(split) == 1
+        np.testing.assert_array_equal(_tflite_run(split, x)[0], _tflite_run(original, x)[0])
+        assert split_long_concatenations(split) == (split, 0)
