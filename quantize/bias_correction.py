@@ -6,6 +6,12 @@ after a ReLU have a large positive mean, so this shift is systematic, the same a
 layer to layer; subtracting it from the float bias (int8 files keep biases in int32, at a far finer step) removes
 it before quantization.
 
+The shift is averaged over the output pixels as the convolution computes them: each kernel tap reads its own
+window of the input (stride, dilation) and reads zeros where that window falls in the ``SAME`` padding. So the
+input means are kept per pixel (averaged over the calibration inputs) and each tap gets the mean of the pixels it
+actually reads (:func:`tap_means`). One mean per channel would over-correct the convolutions whose taps read much
+padding: on UMSI's ASPP (dilations 6, 12 and 18 on a 30x40 map) most taps do.
+
 Tool-exact: ``dW`` is read from the int8 file the quantizer itself made (its int8 weights and per-channel scales,
 against the float weights), ``E[x]`` from the float file run on the calibration inputs, and each op is matched
 between the two files by the name of its output tensor. Only the convolutions that are quantized get a correction
@@ -28,13 +34,16 @@ CONVOLUTIONS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 
 @dataclass(frozen=True)
 class ConvSite:
-    """One convolution of a float ``.tflite``: its scope (output tensor name) and its tensor indices."""
+    """One convolution of a float ``.tflite``: its scope (output tensor name), tensor indices and geometry."""
 
     scope: str
     kind: str
     input: int
     weight: int
     bias: int  # -1: no bias tensor
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    same_padding: bool = False
 
 
 def conv_sites(model: Any) -> list[ConvSite]:
@@ -44,7 +53,11 @@ def conv_sites(model: Any) -> list[ConvSite]:
     for op, kind in zip(graph.operators, builtin_op_names(model)):
         if kind in CONVOLUTIONS:
             bias = op.inputs[2] if len(op.inputs) > 2 else -1
-            sites.append(ConvSite(tensor_name(graph, op.outputs[0]), kind, op.inputs[0], op.inputs[1], bias))
+            options = op.builtinOptions
+            sites.append(ConvSite(tensor_name(graph, op.outputs[0]), kind, op.inputs[0], op.inputs[1], bias,
+                                  stride=(options.strideH, options.strideW),
+                                  dilation=(options.dilationHFactor, options.dilationWFactor),
+                                  same_padding=options.padding == _padding_same()))
     return sites
 
 
@@ -69,8 +82,15 @@ def _dequantized(model: Any, index: int) -> np.ndarray:
     return (data - zero.reshape(scale.shape)) * scale
 
 
+def _padding_same() -> int:
+    from ai_edge_litert import schema_py_generated as schema
+
+    return schema.Padding.SAME
+
+
 def input_means(float_content: bytes, samples: Iterable[np.ndarray]) -> dict[str, np.ndarray]:
-    """Per-channel mean of every convolution's input over ``samples`` (channels-last), keyed by its scope."""
+    """Mean of every convolution's input over ``samples`` (channels-last) and its batch, per pixel and channel
+    (H, W, C), keyed by its scope."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     sites = conv_sites(read_model(float_content))
@@ -86,24 +106,49 @@ def input_means(float_content: bytes, samples: Iterable[np.ndarray]) -> dict[str
         count += 1
         for site in sites:
             values = interpreter.get_tensor(site.input)
-            sums[site.scope] = sums.get(site.scope, 0.0) + values.reshape(-1, values.shape[-1]).mean(0, np.float64)
+            sums[site.scope] = sums.get(site.scope, 0.0) + values.mean(0, dtype=np.float64)
     return {scope: (total / max(count, 1)).astype(np.float32) for scope, total in sums.items()}
+
+
+def _visited(size: int, kernel: int, stride: int, dilation: int, same: bool) -> np.ndarray:
+    """(kernel, size) 0/1 matrix: which input rows (or columns) each kernel tap reads over the output positions,
+    with TFLite's padding (``SAME``: output ``ceil(size / stride)``, the odd padding row after; ``VALID``: none)."""
+    span = (kernel - 1) * dilation + 1
+    out = -(-size // stride) if same else (size - span) // stride + 1
+    before = max((out - 1) * stride + span - size, 0) // 2 if same else 0
+    rows = np.arange(out)[None, :] * stride + np.arange(kernel)[:, None] * dilation - before  # (kernel, out)
+    visited = np.zeros((kernel, size))
+    for tap, positions in enumerate(rows):
+        inside = positions[(positions >= 0) & (positions < size)]
+        visited[tap, inside] = 1.0
+    return visited / out
+
+
+def tap_means(site: ConvSite, spatial_mean: np.ndarray, kernel: tuple[int, int]) -> np.ndarray:
+    """(kh, kw, C): what each kernel tap of ``site`` reads on average over its output pixels, padding included as
+    zeros, from the input's per-pixel mean ``spatial_mean`` (H, W, C)."""
+    height, width, _ = spatial_mean.shape
+    rows = _visited(height, kernel[0], site.stride[0], site.dilation[0], site.same_padding)
+    columns = _visited(width, kernel[1], site.stride[1], site.dilation[1], site.same_padding)
+    return np.einsum("ih,hwc,jw->ijc", rows, spatial_mean, columns)
 
 
 def mean_shift(kind: str, error: np.ndarray, mean: np.ndarray) -> np.ndarray:
     """Per-output-channel mean shift ``sum(dW[o] * E[x])`` of a convolution whose weights moved by ``error``.
 
-    CONV_2D weights are (O, kh, kw, I/groups); DEPTHWISE_CONV_2D weights (1, kh, kw, C*multiplier).
+    CONV_2D weights are (O, kh, kw, I/groups); DEPTHWISE_CONV_2D weights (1, kh, kw, C*multiplier). ``mean`` is
+    the input's mean per channel (C,), or per tap and channel (kh, kw, C) (:func:`tap_means`).
     """
+    mean = np.broadcast_to(mean, (*error.shape[1:3], mean.shape[-1]))  # (kh, kw, C)
     if kind == "DEPTHWISE_CONV_2D":
         channels = error.shape[-1]
-        per_input = mean[np.arange(channels) * len(mean) // channels]
+        per_input = mean[..., np.arange(channels) * mean.shape[-1] // channels]
         return (error[0] * per_input).sum(axis=(0, 1))
     out_channels, group_in = error.shape[0], error.shape[-1]
-    groups = len(mean) // group_in
+    groups = mean.shape[-1] // group_in
     group_of = np.arange(out_channels) // (out_channels // groups)
-    means = mean.reshape(groups, group_in)[group_of]  # (O, I/groups)
-    return (error * means[:, None, None, :]).sum(axis=(1, 2, 3))
+    means = mean.reshape(*mean.shape[:2], groups, group_in)[:, :, group_of].transpose(2, 0, 1, 3)  # (O, kh, kw, I/g)
+    return (error * means).sum(axis=(1, 2, 3))
 
 
 def correct(float_content: bytes, quantized_content: bytes, means: dict[str, np.ndarray],
@@ -127,7 +172,8 @@ def correct(float_content: bytes, quantized_content: bytes, means: dict[str, np.
         error = _dequantized(quantized, weights_of[site.scope]) - _array(model, site.weight).astype(np.float32)
         if not error.any():
             continue  # weights left float in the quantized file
-        bias = _array(model, site.bias).astype(np.float32) - mean_shift(site.kind, error, means[site.scope])
+        taps = tap_means(site, means[site.scope], error.shape[1:3])
+        bias = _array(model, site.bias).astype(np.float32) - mean_shift(site.kind, error, taps)
         _set_data(model, site.bias, bias.astype(np.float32), shared=users.get(graph.tensors[site.bias].buffer, 0) > 1)
         corrected += 1
     return write_model(model), corrected

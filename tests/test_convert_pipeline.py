@@ -76,9 +76,10 @@ def test_tflite_bundles_are_made_from_the_graph_without_3d_convolutions(converte
         assert ops.get("DEPTH_TO_SPACE") == 17 and ops["TRANSPOSE"] == 20, ops
         assert "pixel shuffles as DEPTH_TO_SPACE: 17" in manifest.to_dict()["graph_notes"]
         assert manifest.tool_versions.get("litert-torch") and "tensorflow" not in manifest.tool_versions
-        if key == "tflite-int8":  # every convolution's bias corrected for its int8 weights (taps included)
-            quantization = manifest.to_dict()["quantization"]
-            assert int(quantization["bias_correction"].split()[0]) == ops["CONV_2D"] + ops["DEPTHWISE_CONV_2D"]
+        if key == "tflite-int8":  # every convolution's bias corrected (taps included), or none where that hurt
+            correction = manifest.to_dict()["quantization"]["bias_correction"]
+            assert correction.startswith("not applied: it lowered") or \
+                int(correction.split()[0]) == ops["CONV_2D"] + ops["DEPTHWISE_CONV_2D"], correction
     assert read_manifest(out / f"{MODEL}-onnx-fp32").graph_rewrite is None
     assert read_manifest(out / f"{MODEL}-onnx-int8").graph_rewrite == "tinyhd-framewise-2d"
     assert any("export rewrite tinyhd-framewise-2d: max abs error" in line for line in log)
