@@ -20,8 +20,9 @@ the delegate reproduces), not on the lowered program, which is costlier to build
 from __future__ import annotations
 
 import copy
+import hashlib
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -35,7 +36,7 @@ from .ranking import layer_groups, recovery_order
 
 METHODS = ("histogram", "minmax")  # activation observers: XNNPACK's default (histogram), then min-max
 RANK_SAMPLES = 4  # calibration inputs each ranking candidate is scored on
-RANK_GREEDY_STEPS = 4  # fewer greedy steps than ONNX: each PT2E candidate costs a prepare/calibrate/convert
+RANK_GREEDY_STEPS = 4  # fewer greedy steps than ONNX: each PT2E candidate costs a prepare and a convert
 
 
 def _config(method: str):
@@ -70,25 +71,92 @@ def capture(model: nn.Module, input_shape: Sequence[int]) -> torch.fx.GraphModul
         return torch.export.export(model.eval(), (example,)).module()
 
 
+@dataclass
+class _Calibration:
+    """A fully annotated PT2E graph with calibrated observers, and what bias correction needs from that run."""
+
+    prepared: torch.fx.GraphModule
+    means: dict[str, np.ndarray]  # per-channel input mean of every convolution
+    float_weights: dict[str, torch.Tensor]  # every convolution's folded float weight
+
+
+_CALIBRATIONS: dict[str, _Calibration] = {}  # graph + data + method digest -> its calibration (the latest only)
+
+
 def quantize(graph: torch.fx.GraphModule, data: CalibrationData, method: str, keep_float: Sequence[str] = (),
              limit: int | None = None, bias_correction: bool = True) -> torch.fx.GraphModule:
     """The PT2E int8 graph of ``graph`` (a copy; ``graph`` is left as it is), calibrated on ``data``, its biases
     corrected where that helps unless ``bias_correction`` is false; its attribute ``salsdk_bias_correction`` says
-    what was done."""
+    what was done.
+
+    The calibration inputs run once per graph, data and method (:func:`_calibrated`); a graph with ``keep_float``
+    groups takes its observers' statistics from that run (:func:`_observers_from`: every tensor it observes, the
+    fully annotated graph observed too), which gives the statistics calibrating it would, at a fraction of the cost
+    (a ranking quantizes dozens of such graphs).
+    """
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
+    full = _calibrated(graph, data, method, limit)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prepared = prepare_pt2e(copy.deepcopy(graph), _quantizer(method, keep_float))
-        recorder = _ConvInputMeans(prepared)
-        with torch.no_grad():
-            for sample in data.calibration_samples(limit):
-                recorder.run(torch.from_numpy(sample))
-        float_weights = {n.name: _value(prepared, n.args[1]) for n in _convolutions(prepared)}
+        if keep_float:
+            prepared = prepare_pt2e(copy.deepcopy(graph), _quantizer(method, keep_float))
+            if not _observers_from(full.prepared, prepared):
+                _calibrate(prepared, data, limit)
+        else:
+            prepared = copy.deepcopy(full.prepared)
         converted = convert_pt2e(prepared)
-    converted.salsdk_bias_correction = _correct_if_better(converted, graph, data, float_weights, recorder.means()) \
+    converted.salsdk_bias_correction = _correct_if_better(converted, graph, data, full.float_weights, full.means) \
         if bias_correction else "off"
     return converted
+
+
+def _calibrated(graph: torch.fx.GraphModule, data: CalibrationData, method: str, limit: int | None) -> _Calibration:
+    """``graph`` prepared with every group annotated and calibrated on ``data`` (cached: the latest one)."""
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    digest = hashlib.sha256(f"{graph.code}|{method}|{limit}".encode())
+    for value in graph.state_dict().values():
+        digest.update(value.detach().contiguous().numpy().tobytes())
+    digest.update(np.ascontiguousarray(data.calibration[:limit], dtype=np.float32).tobytes())
+    key = digest.hexdigest()
+    if key not in _CALIBRATIONS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prepared = prepare_pt2e(copy.deepcopy(graph), _quantizer(method, ()))
+        means = _calibrate(prepared, data, limit)
+        float_weights = {n.name: _value(prepared, n.args[1]).detach().clone() for n in _convolutions(prepared)}
+        _CALIBRATIONS.clear()
+        _CALIBRATIONS[key] = _Calibration(prepared, means, float_weights)
+    return _CALIBRATIONS[key]
+
+
+def _calibrate(prepared: torch.fx.GraphModule, data: CalibrationData, limit: int | None) -> dict[str, np.ndarray]:
+    """Run the calibration inputs through ``prepared`` (its observers record them); the convolutions' input means."""
+    recorder = _ConvInputMeans(prepared)
+    with torch.no_grad():
+        for sample in data.calibration_samples(limit):
+            recorder.run(torch.from_numpy(sample))
+    return recorder.means()
+
+
+def _observers_from(source: torch.fx.GraphModule, target: torch.fx.GraphModule) -> bool:
+    """Load into each observer of ``target`` the state of ``source``'s observer of the same tensor (observers are
+    matched by the node they observe); False, with nothing loaded, if ``source`` did not observe one of them."""
+    states = {node.args[0].name: module.state_dict() for node, module in _observer_nodes(source)}
+    pairs = [(module, states.get(node.args[0].name)) for node, module in _observer_nodes(target)]
+    if any(state is None for _, state in pairs):
+        return False
+    for module, state in pairs:
+        module.load_state_dict(state)
+    return True
+
+
+def _observer_nodes(graph: torch.fx.GraphModule) -> list[tuple[torch.fx.Node, nn.Module]]:
+    from torchao.quantization.pt2e import ObserverBase
+
+    nodes = [(n, graph.get_submodule(n.target)) for n in graph.graph.nodes if n.op == "call_module"]
+    return [(n, m) for n, m in nodes if isinstance(m, ObserverBase) and n.args]
 
 
 def _correct_if_better(converted: torch.fx.GraphModule, graph: torch.fx.GraphModule, data: CalibrationData,

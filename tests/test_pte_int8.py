@@ -5,6 +5,7 @@ The pte-int8 bundle itself is made, gated and run with every other format by the
 """
 from __future__ import annotations
 
+import copy
 import numpy as np
 import pytest
 import torch
@@ -117,3 +118,24 @@ def test_int8_biases_are_corrected_only_where_it_helps(ctx):
         assert record.startswith(f"{expected} int8 convolutions") or record.startswith("not applied"), record
         if not keep:
             assert pte_int8._lowest_cc(quantized, samples, reference) >= pte_int8._lowest_cc(plain, samples, reference)
+
+
+@pytest.mark.parametrize("method", pte_int8.METHODS)
+def test_kept_float_graphs_take_the_statistics_calibrating_them_would_give(ctx, method):
+    """The calibration inputs run once per graph and method; a graph with groups kept float loads its observers'
+    statistics from that run, and must come out exactly as if it had been calibrated itself."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    context, _ = ctx
+    graph = pte_int8.capture(context.model, context.input_shape)
+    keep = ("encoder.3", "encoder.17")
+    reused = pte_int8.quantize(graph, context.data, method, keep, bias_correction=False)
+    direct = prepare_pt2e(copy.deepcopy(graph), pte_int8._quantizer(method, keep))
+    pte_int8._calibrate(direct, context.data, None)
+    direct = convert_pt2e(direct)
+    x = torch.from_numpy(context.data.evaluation[:1])
+    with torch.no_grad():
+        assert torch.equal(reused(x), direct(x))
+        full = pte_int8.quantize(graph, context.data, method, bias_correction=False)
+        assert not torch.equal(full(x), direct(x))  # the kept groups do run float
+    assert _quantize_ops(reused) < _quantize_ops(full)
