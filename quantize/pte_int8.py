@@ -7,9 +7,10 @@ then lowers to int8 kernels. Weights are int8 symmetric per output channel, acti
 Operators XNNPACK has no int8 kernel for (the output Sigmoid among them) stay float by design. Each int8
 convolution's float bias (XNNPACK quantizes it to int32 at lowering) is corrected for the rounding of its weights
 (:func:`bias_shifts`, :mod:`salsdk.quantize.bias_correction`): the folded float weights and the input means come
-from the prepared graph during calibration, the int8 weights from the converted one; the correction is kept only
-if it raises the lowest map CC on calibration inputs (TinyHD-S x1/4 lost CC with it: 0.9972 -> 0.9940 on the
-held-out clips, while the UniSal stand-in gained, 0.9825 -> 0.9868 at 240x320).
+from the prepared graph during calibration, the int8 weights from the converted one; the correction is applied
+only if it raises the lowest map CC of the fully int8 graph on calibration inputs, decided once per calibration
+and applied alike to the fallback's graphs (TinyHD-S x1/4 lost CC with it: 0.9972 -> 0.9940 on the held-out
+clips, while the UniSal stand-in gained, 0.9825 -> 0.9868 at 240x320).
 
 ``keep_float`` (the fidelity fallback) names module groups (``encoder.17``, ``decoder.conv8_1``: the first two
 levels of the module path, the unit the ONNX fallback keeps float too) left unannotated, so they run in float
@@ -78,6 +79,7 @@ class _Calibration:
     prepared: torch.fx.GraphModule
     means: dict[str, np.ndarray]  # per-channel input mean of every convolution
     float_weights: dict[str, torch.Tensor]  # every convolution's folded float weight
+    bias_correction: tuple[bool, str] | None = None  # whether it helps, and the CCs that say so (once decided)
 
 
 _CALIBRATIONS: dict[str, _Calibration] = {}  # graph + data + method digest -> its calibration (the latest only)
@@ -86,8 +88,8 @@ _CALIBRATIONS: dict[str, _Calibration] = {}  # graph + data + method digest -> i
 def quantize(graph: torch.fx.GraphModule, data: CalibrationData, method: str, keep_float: Sequence[str] = (),
              limit: int | None = None, bias_correction: bool = True) -> torch.fx.GraphModule:
     """The PT2E int8 graph of ``graph`` (a copy; ``graph`` is left as it is), calibrated on ``data``, its biases
-    corrected where that helps unless ``bias_correction`` is false; its attribute ``salsdk_bias_correction`` says
-    what was done.
+    corrected if that helps the fully int8 graph (:func:`_bias_correction_helps`) unless ``bias_correction`` is
+    false; its attribute ``salsdk_bias_correction`` says what was done.
 
     The calibration inputs run once per graph, data and method (:func:`_calibrated`); a graph with ``keep_float``
     groups takes its observers' statistics from that run (:func:`_observers_from`: every tensor it observes, the
@@ -106,8 +108,7 @@ def quantize(graph: torch.fx.GraphModule, data: CalibrationData, method: str, ke
         else:
             prepared = copy.deepcopy(full.prepared)
         converted = convert_pt2e(prepared)
-    converted.salsdk_bias_correction = _correct_if_better(converted, graph, data, full.float_weights, full.means) \
-        if bias_correction else "off"
+    converted.salsdk_bias_correction = _corrected(converted, full, graph, data) if bias_correction else "off"
     return converted
 
 
@@ -159,25 +160,40 @@ def _observer_nodes(graph: torch.fx.GraphModule) -> list[tuple[torch.fx.Node, nn
     return [(n, m) for n, m in nodes if isinstance(m, ObserverBase) and n.args]
 
 
-def _correct_if_better(converted: torch.fx.GraphModule, graph: torch.fx.GraphModule, data: CalibrationData,
-                       float_weights: Mapping[str, torch.Tensor], means: Mapping[str, np.ndarray]) -> str:
-    """Correct the biases (:func:`bias_shifts`) if that raises the lowest map CC against the float graph on the
-    ranking's calibration inputs (never the held-out ones), else leave them; says what was done."""
-    shifts = bias_shifts(converted, float_weights, means)
+def _bias_correction_helps(full: _Calibration, graph: torch.fx.GraphModule, data: CalibrationData) -> tuple[bool, str]:
+    """Whether correcting the biases (:func:`bias_shifts`) raises the lowest map CC of the fully int8 graph against
+    the float one on :data:`RANK_SAMPLES` calibration inputs (never the held-out ones), and the CCs that says so;
+    decided once per calibration and applied alike to every graph quantized from it."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    if full.bias_correction is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            converted = convert_pt2e(copy.deepcopy(full.prepared))
+        samples = [torch.from_numpy(s) for s in data.calibration_samples(RANK_SAMPLES)]
+        with torch.no_grad():
+            reference = [_first(graph(x)) for x in samples]
+        before = _lowest_cc(converted, samples, reference)
+        _shift_biases(bias_shifts(converted, full.float_weights, full.means), 1.0)
+        after = _lowest_cc(converted, samples, reference)
+        full.bias_correction = (after >= before, f"lowest map CC of the fully int8 graph on {len(samples)} "
+                                                 f"calibration inputs {before:.4f} -> {after:.4f}")
+    return full.bias_correction
+
+
+def _corrected(converted: torch.fx.GraphModule, full: _Calibration, graph: torch.fx.GraphModule,
+               data: CalibrationData) -> str:
+    """Correct ``converted``'s int8 convolution biases if that helps (:func:`_bias_correction_helps`); says what
+    was done."""
+    shifts = bias_shifts(converted, full.float_weights, full.means)
     if not shifts:
         return "0 int8 convolutions with a bias"
-    samples = [torch.from_numpy(s) for s in data.calibration_samples(RANK_SAMPLES)]
-    with torch.no_grad():
-        reference = [_first(graph(x)) for x in samples]
-    before = _lowest_cc(converted, samples, reference)
+    helps, measured = _bias_correction_helps(full, graph, data)
+    if not helps:
+        return f"not applied: it lowered the {measured}"
     _shift_biases(shifts, 1.0)
-    after = _lowest_cc(converted, samples, reference)
-    if after < before:
-        _shift_biases(shifts, -1.0)
-        return (f"not applied: it lowered the lowest map CC on {len(samples)} calibration inputs "
-                f"({before:.4f} -> {after:.4f})")
     return (f"{len(shifts)} int8 convolutions: biases absorb the mean shift of their rounded weights on the "
-            f"calibration inputs (lowest map CC on {len(samples)} of them {before:.4f} -> {after:.4f})")
+            f"calibration inputs ({measured})")
 
 
 def _lowest_cc(module: torch.fx.GraphModule, samples: Sequence[torch.Tensor], reference: Sequence[np.ndarray]) -> float:
