@@ -43,7 +43,7 @@ class ConvSite:
     bias: int  # -1: no bias tensor
     stride: tuple[int, int] = (1, 1)
     dilation: tuple[int, int] = (1, 1)
-    same_padding: bool = False
+    padding: str = "VALID"  # TFLite's SAME or VALID
 
 
 def conv_sites(model: Any) -> list[ConvSite]:
@@ -57,7 +57,7 @@ def conv_sites(model: Any) -> list[ConvSite]:
             sites.append(ConvSite(tensor_name(graph, op.outputs[0]), kind, op.inputs[0], op.inputs[1], bias,
                                   stride=(options.strideH, options.strideW),
                                   dilation=(options.dilationHFactor, options.dilationWFactor),
-                                  same_padding=options.padding == _padding_same()))
+                                  padding="SAME" if options.padding == _padding_same() else "VALID"))
     return sites
 
 
@@ -110,12 +110,17 @@ def input_means(float_content: bytes, samples: Iterable[np.ndarray]) -> dict[str
     return {scope: (total / max(count, 1)).astype(np.float32) for scope, total in sums.items()}
 
 
-def _visited(size: int, kernel: int, stride: int, dilation: int, same: bool) -> np.ndarray:
-    """(kernel, size) 0/1 matrix: which input rows (or columns) each kernel tap reads over the output positions,
-    with TFLite's padding (``SAME``: output ``ceil(size / stride)``, the odd padding row after; ``VALID``: none)."""
+def _visited(size: int, kernel: int, stride: int, dilation: int, padding: str | int) -> np.ndarray:
+    """(kernel, size) matrix: which input rows (or columns) each kernel tap reads over the output positions, each
+    position weighing 1/outputs. ``padding``: TFLite's ``"SAME"`` (output ``ceil(size / stride)``, the odd padding
+    row after) or ``"VALID"``, or PyTorch's explicit zero rows on each side (an int)."""
     span = (kernel - 1) * dilation + 1
-    out = -(-size // stride) if same else (size - span) // stride + 1
-    before = max((out - 1) * stride + span - size, 0) // 2 if same else 0
+    if padding == "SAME":
+        out = -(-size // stride)
+        before = max((out - 1) * stride + span - size, 0) // 2
+    else:
+        before = 0 if padding == "VALID" else int(padding)
+        out = (size + 2 * before - span) // stride + 1
     rows = np.arange(out)[None, :] * stride + np.arange(kernel)[:, None] * dilation - before  # (kernel, out)
     visited = np.zeros((kernel, size))
     for tap, positions in enumerate(rows):
@@ -124,12 +129,15 @@ def _visited(size: int, kernel: int, stride: int, dilation: int, same: bool) -> 
     return visited / out
 
 
-def tap_means(site: ConvSite, spatial_mean: np.ndarray, kernel: tuple[int, int]) -> np.ndarray:
-    """(kh, kw, C): what each kernel tap of ``site`` reads on average over its output pixels, padding included as
-    zeros, from the input's per-pixel mean ``spatial_mean`` (H, W, C)."""
+def tap_means(spatial_mean: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int] = (1, 1),
+              dilation: tuple[int, int] = (1, 1), padding: str | tuple[int, int] = "VALID") -> np.ndarray:
+    """(kh, kw, C): what each kernel tap reads on average over the output pixels, padding included as zeros, from
+    the input's per-pixel mean ``spatial_mean`` (H, W, C). ``padding``: ``"SAME"``, ``"VALID"`` or PyTorch's
+    explicit (rows, columns) on each side."""
     height, width, _ = spatial_mean.shape
-    rows = _visited(height, kernel[0], site.stride[0], site.dilation[0], site.same_padding)
-    columns = _visited(width, kernel[1], site.stride[1], site.dilation[1], site.same_padding)
+    pads = (padding, padding) if isinstance(padding, str) else padding
+    rows = _visited(height, kernel[0], stride[0], dilation[0], pads[0])
+    columns = _visited(width, kernel[1], stride[1], dilation[1], pads[1])
     return np.einsum("ih,hwc,jw->ijc", rows, spatial_mean, columns)
 
 
@@ -172,7 +180,7 @@ def correct(float_content: bytes, quantized_content: bytes, means: dict[str, np.
         error = _dequantized(quantized, weights_of[site.scope]) - _array(model, site.weight).astype(np.float32)
         if not error.any():
             continue  # weights left float in the quantized file
-        taps = tap_means(site, means[site.scope], error.shape[1:3])
+        taps = tap_means(means[site.scope], error.shape[1:3], site.stride, site.dilation, site.padding)
         bias = _array(model, site.bias).astype(np.float32) - mean_shift(site.kind, error, taps)
         _set_data(model, site.bias, bias.astype(np.float32), shared=users.get(graph.tensors[site.bias].buffer, 0) > 1)
         corrected += 1

@@ -40,7 +40,7 @@ RANK_SAMPLES = 4  # calibration inputs each ranking candidate is scored on
 PRECISIONS = ("fp16", "int8-dynamic", "int8", "int8-io")
 _NO_QUANTIZE = "no_quantize"
 _CALIBRATIONS: dict[str, Any] = {}  # float file digest + calibration digest -> calibration statistics
-_CORRECTIONS: dict[str, tuple[Any, ...]] = {}  # same key -> (full int8 file, conv input means, apply?, CC before, after)
+_CORRECTIONS: dict[str, tuple[Any, ...]] = {}  # same key -> (full int8 file, conv input means, apply?, CCs)
 
 
 def group_regex(group: str) -> str:

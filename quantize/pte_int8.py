@@ -229,7 +229,8 @@ def _value(graph: torch.fx.GraphModule, node) -> torch.Tensor:
 
 
 class _ConvInputMeans(torch.fx.Interpreter):
-    """Runs a prepared PT2E graph and accumulates the per-channel mean of every 2-D convolution's input."""
+    """Runs a prepared PT2E graph and accumulates the mean of every 2-D convolution's input over the batch, per
+    pixel and channel."""
 
     def __init__(self, graph: torch.fx.GraphModule) -> None:
         super().__init__(graph)
@@ -242,7 +243,7 @@ class _ConvInputMeans(torch.fx.Interpreter):
 
     def call_function(self, target, args, kwargs):
         if target == torch.ops.aten.conv2d.default:
-            mean = args[0].detach().double().mean(dim=(0, 2, 3))
+            mean = args[0].detach().double().mean(dim=0)  # (C, H, W)
             self.sums[self.current_name] = self.sums.get(self.current_name, 0) + mean
         return super().call_function(target, args, kwargs)
 
@@ -251,7 +252,9 @@ class _ConvInputMeans(torch.fx.Interpreter):
         return super().run_node(n)
 
     def means(self) -> dict[str, np.ndarray]:
-        return {name: (total / max(self.count, 1)).float().numpy() for name, total in self.sums.items()}
+        """Each convolution's input mean (H, W, C), keyed by its node name."""
+        count = max(self.count, 1)
+        return {name: (total / count).permute(1, 2, 0).float().numpy() for name, total in self.sums.items()}
 
 
 def bias_shifts(converted: torch.fx.GraphModule, float_weights: Mapping[str, torch.Tensor],
@@ -259,7 +262,7 @@ def bias_shifts(converted: torch.fx.GraphModule, float_weights: Mapping[str, tor
     """(float bias tensor, its correction) of every int8 convolution of ``converted`` with a bias: the mean shift
     its rounded weights cause (:mod:`salsdk.quantize.bias_correction`). XNNPACK quantizes these biases to int32 at
     lowering, so a correction subtracted from them reaches the ``.pte``."""
-    from .bias_correction import mean_shift
+    from .bias_correction import mean_shift, tap_means
 
     shifts = []
     for node in _convolutions(converted):
@@ -269,9 +272,17 @@ def bias_shifts(converted: torch.fx.GraphModule, float_weights: Mapping[str, tor
         if weight.op == "get_attr":
             continue  # a convolution the fallback keeps float
         error = (_value(converted, weight) - float_weights[node.name]).detach()
-        shift = mean_shift("CONV_2D", error.permute(0, 2, 3, 1).numpy(), means[node.name])
+        stride, padding, dilation = (_pair(node.args[i] if len(node.args) > i else [default])
+                                     for i, default in ((3, 1), (4, 0), (5, 1)))
+        taps = tap_means(means[node.name], tuple(error.shape[2:]), stride, dilation, padding)
+        shift = mean_shift("CONV_2D", error.permute(0, 2, 3, 1).numpy(), taps)
         shifts.append((_value(converted, bias), torch.from_numpy(shift).to(torch.float32)))
     return shifts
+
+
+def _pair(value: Sequence[int]) -> tuple[int, int]:
+    """An ``aten.conv2d`` stride, padding or dilation argument ([v] or [h, w]) as (h, w)."""
+    return int(value[0]), int(value[-1])
 
 
 def rank_sensitivity(model: nn.Module, input_shape: Sequence[int], data: CalibrationData, method: str,

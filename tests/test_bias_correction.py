@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from salsdk.quantize.bias_correction import ConvSite, mean_shift, tap_means
+from salsdk.quantize.bias_correction import mean_shift, tap_means
 
 
 @pytest.mark.parametrize("kind,channels_in,channels_out,groups", [
@@ -30,12 +30,13 @@ def test_shift_is_the_mean_output_change_of_the_weight_error(kind, channels_in, 
     np.testing.assert_allclose(mean_shift(kind, tflite_error, means.numpy()), expected, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("kind,same,stride,dilation,size", [
-    ("CONV_2D", True, 1, 1, (7, 9)), ("CONV_2D", True, 2, 1, (8, 11)), ("DEPTHWISE_CONV_2D", True, 1, 6, (5, 8)),
-    ("DEPTHWISE_CONV_2D", True, 3, 2, (10, 7)), ("CONV_2D", False, 2, 2, (9, 12))])
-def test_shift_counts_what_each_tap_reads_padding_included(kind, same, stride, dilation, size):
+@pytest.mark.parametrize("kind,padding,stride,dilation,size", [
+    ("CONV_2D", "SAME", 1, 1, (7, 9)), ("CONV_2D", "SAME", 2, 1, (8, 11)), ("DEPTHWISE_CONV_2D", "SAME", 1, 6, (5, 8)),
+    ("DEPTHWISE_CONV_2D", "SAME", 3, 2, (10, 7)), ("CONV_2D", "VALID", 2, 2, (9, 12)), ("CONV_2D", (2, 1), 2, 1, (6, 9))])
+def test_shift_counts_what_each_tap_reads_padding_included(kind, padding, stride, dilation, size):
     """Where taps read padding (UMSI's ASPP: dilation 18 on a 30x40 map), one mean per channel is wrong; the shift
-    must equal the mean over output pixels of the weight error convolved with the input, padded as TFLite pads."""
+    must equal the mean over output pixels of the weight error convolved with the input, padded as TFLite pads
+    (SAME, VALID) or as PyTorch does (explicit rows and columns on each side)."""
     generator = torch.Generator().manual_seed(1)
     channels = 4
     if kind == "CONV_2D":
@@ -44,16 +45,17 @@ def test_shift_counts_what_each_tap_reads_padding_included(kind, same, stride, d
         error = torch.randn(channels, 1, 3, 3, generator=generator) * 0.01  # torch depthwise layout (C, 1, kh, kw)
     spatial = torch.rand(1, channels, *size, generator=generator) + 1.0  # a per-pixel mean input (all positive)
     x = spatial
-    if same:
+    if padding == "SAME":
         span = 2 * dilation + 1
         total = [max((-(-n // stride) - 1) * stride + span - n, 0) for n in size]
         x = F.pad(spatial, (total[1] // 2, total[1] - total[1] // 2, total[0] // 2, total[0] - total[0] // 2))
+    elif padding != "VALID":
+        x = F.pad(spatial, (padding[1], padding[1], padding[0], padding[0]))
     groups = channels if kind == "DEPTHWISE_CONV_2D" else 1
     expected = F.conv2d(x, error, stride=stride, dilation=dilation, groups=groups).mean(dim=(0, 2, 3)).numpy()
-    site = ConvSite("conv", kind, 0, 1, 2, stride=(stride, stride), dilation=(dilation, dilation), same_padding=same)
     tflite_error = (error.permute(0, 2, 3, 1) if kind == "CONV_2D" else error.permute(1, 2, 3, 0)).numpy()
-    taps = tap_means(site, spatial[0].permute(1, 2, 0).numpy(), (3, 3))
+    taps = tap_means(spatial[0].permute(1, 2, 0).numpy(), (3, 3), (stride, stride), (dilation, dilation), padding)
     np.testing.assert_allclose(mean_shift(kind, tflite_error, taps), expected, rtol=1e-5, atol=1e-7)
-    if same:  # one mean per channel, as before: off wherever taps read padding
+    if padding != "VALID":  # one mean per channel, as before: off wherever taps read padding
         flat = mean_shift(kind, tflite_error, spatial.mean(dim=(0, 2, 3)).numpy())
         assert np.abs(flat - expected).max() > 0.05 * np.abs(expected).max()
