@@ -82,7 +82,7 @@ class _Calibration:
     bias_correction: tuple[bool, str] | None = None  # whether it helps, and the CCs that say so (once decided)
 
 
-_CALIBRATIONS: dict[str, _Calibration] = {}  # graph + data + method digest -> its calibration (the latest only)
+_CALIBRATIONS: dict[str, _Calibration] = {}  # graph + data + method digest -> its calibration (the latest len(METHODS))
 
 
 def quantize(graph: torch.fx.GraphModule, data: CalibrationData, method: str, keep_float: Sequence[str] = (),
@@ -113,7 +113,7 @@ def quantize(graph: torch.fx.GraphModule, data: CalibrationData, method: str, ke
 
 
 def _calibrated(graph: torch.fx.GraphModule, data: CalibrationData, method: str, limit: int | None) -> _Calibration:
-    """``graph`` prepared with every group annotated and calibrated on ``data`` (cached: the latest one)."""
+    """``graph`` prepared with every group annotated and calibrated on ``data`` (cached: the latest few)."""
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
     digest = hashlib.sha256(f"{graph.code}|{method}|{limit}".encode())
@@ -127,7 +127,8 @@ def _calibrated(graph: torch.fx.GraphModule, data: CalibrationData, method: str,
             prepared = prepare_pt2e(copy.deepcopy(graph), _quantizer(method, ()))
         means = _calibrate(prepared, data, limit)
         float_weights = {n.name: _value(prepared, n.args[1]).detach().clone() for n in _convolutions(prepared)}
-        _CALIBRATIONS.clear()
+        if len(_CALIBRATIONS) >= len(METHODS):  # the ranking reuses the best method's run: keep one per method
+            del _CALIBRATIONS[next(iter(_CALIBRATIONS))]
         _CALIBRATIONS[key] = _Calibration(prepared, means, float_weights)
     return _CALIBRATIONS[key]
 
