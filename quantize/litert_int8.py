@@ -19,6 +19,7 @@ calibration statistics are computed once and reused for every candidate (a candi
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 import re
@@ -194,7 +195,12 @@ def _map_scorer(float_model: Path, data: CalibrationData) -> Callable[[bytes], f
 
 
 def _run_quantizer(model: bytes, entries: list[dict[str, Any]], calibration: Any, precision: str) -> bytes:
-    """ai-edge-quantizer's file for ``model`` (bytes) under ``entries``, its output and warnings silenced."""
+    """ai-edge-quantizer's file for ``model`` (bytes) under ``entries``, its output and warnings silenced.
+
+    The quantizer is given a copy of ``calibration``: it adjusts the ranges it is given in place (ops that share
+    one range), so the cached ranges would otherwise depend on which files were quantized before.
+    """
+    calibration = copy.deepcopy(calibration)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
