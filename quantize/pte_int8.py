@@ -23,8 +23,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -72,6 +73,25 @@ def capture(model: nn.Module, input_shape: Sequence[int]) -> torch.fx.GraphModul
         return torch.export.export(model.eval(), (example,)).module()
 
 
+@contextmanager
+def _pt2e() -> Iterator[None]:
+    """Around PT2E calls: silence their warnings, and afterwards clear the device lookups they memoize per module
+    (``functools.lru_cache`` keyed by the graph module, in torchao and ``torch.ao``), which otherwise keep every
+    graph they prepared or converted alive: two model copies per ranking candidate, 17 GB on UMSI before this."""
+    import torchao.utils
+    from torch.ao.quantization.fx import utils as fx_utils
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lookup in (getattr(torchao.utils, "_assert_and_get_unique_device", None),
+                       getattr(fx_utils, "assert_and_get_unique_device", None)):
+            if hasattr(lookup, "cache_clear"):
+                lookup.cache_clear()
+
+
 @dataclass
 class _Calibration:
     """A fully annotated PT2E graph with calibrated observers, and what bias correction needs from that run."""
@@ -99,8 +119,7 @@ def quantize(graph: torch.fx.GraphModule, data: CalibrationData, method: str, ke
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     full = _calibrated(graph, data, method, limit)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _pt2e():
         if keep_float:
             prepared = prepare_pt2e(copy.deepcopy(graph), _quantizer(method, keep_float))
             if not _observers_from(full.prepared, prepared):
@@ -122,8 +141,7 @@ def _calibrated(graph: torch.fx.GraphModule, data: CalibrationData, method: str,
     digest.update(np.ascontiguousarray(data.calibration[:limit], dtype=np.float32).tobytes())
     key = digest.hexdigest()
     if key not in _CALIBRATIONS:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _pt2e():
             prepared = prepare_pt2e(copy.deepcopy(graph), _quantizer(method, ()))
         means = _calibrate(prepared, data, limit)
         float_weights = {n.name: _value(prepared, n.args[1]).detach().clone() for n in _convolutions(prepared)}
@@ -168,8 +186,7 @@ def _bias_correction_helps(full: _Calibration, graph: torch.fx.GraphModule, data
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     if full.bias_correction is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _pt2e():
             converted = convert_pt2e(copy.deepcopy(full.prepared))
         samples = [torch.from_numpy(s) for s in data.calibration_samples(RANK_SAMPLES)]
         with torch.no_grad():

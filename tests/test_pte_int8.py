@@ -139,3 +139,23 @@ def test_kept_float_graphs_take_the_statistics_calibrating_them_would_give(ctx, 
         full = pte_int8.quantize(graph, context.data, method, bias_correction=False)
         assert not torch.equal(full(x), direct(x))  # the kept groups do run float
     assert _quantize_ops(reused) < _quantize_ops(full)
+
+
+def test_quantizing_leaves_no_graph_behind(ctx):
+    """A ranking quantizes dozens of graphs: none of them may outlive its use (PT2E memoizes a device lookup per
+    module, which held two model copies per candidate and took UMSI's fallback to 17 GB)."""
+    import gc
+
+    context, _ = ctx
+    graph = pte_int8.capture(context.model, context.input_shape)
+    size = len(graph.graph.nodes)
+
+    def model_sized() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if isinstance(o, torch.fx.GraphModule) and len(o.graph.nodes) >= size)
+
+    pte_int8.quantize(graph, context.data, "minmax", ("encoder.1",))  # the calibration it caches stays, by design
+    alive = model_sized()
+    for keep in (("encoder.2",), ("encoder.3", "decoder.output")):
+        pte_int8.quantize(graph, context.data, "minmax", keep)
+    assert model_sized() == alive
