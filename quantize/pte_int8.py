@@ -97,7 +97,8 @@ class _Calibration:
     """A fully annotated PT2E graph with calibrated observers, and what bias correction needs from that run."""
 
     prepared: torch.fx.GraphModule
-    means: dict[str, np.ndarray]  # per-channel input mean of every convolution
+    means: dict[str, np.ndarray]  # per-pixel input mean of every convolution
+    extremes: dict[str, tuple[torch.Tensor, torch.Tensor]]  # min and max of every observed tensor, by node name
     float_weights: dict[str, torch.Tensor]  # every convolution's folded float weight
     bias_correction: tuple[bool, str] | None = None  # whether it helps, and the CCs that say so (once decided)
 
@@ -112,9 +113,8 @@ def quantize(graph: torch.fx.GraphModule, data: CalibrationData, method: str, ke
     false; its attribute ``salsdk_bias_correction`` says what was done.
 
     The calibration inputs run once per graph, data and method (:func:`_calibrated`); a graph with ``keep_float``
-    groups takes its observers' statistics from that run (:func:`_observers_from`: every tensor it observes, the
-    fully annotated graph observed too), which gives the statistics calibrating it would, at a fraction of the cost
-    (a ranking quantizes dozens of such graphs).
+    groups takes its observers' statistics from that run (:func:`_observers_from`), which gives the statistics
+    calibrating it would, at a fraction of the cost (a ranking quantizes dozens of such graphs).
     """
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -122,7 +122,7 @@ def quantize(graph: torch.fx.GraphModule, data: CalibrationData, method: str, ke
     with _pt2e():
         if keep_float:
             prepared = prepare_pt2e(copy.deepcopy(graph), _quantizer(method, keep_float))
-            if not _observers_from(full.prepared, prepared):
+            if not _observers_from(full, prepared):
                 _calibrate(prepared, data, limit)
         else:
             prepared = copy.deepcopy(full.prepared)
@@ -143,33 +143,58 @@ def _calibrated(graph: torch.fx.GraphModule, data: CalibrationData, method: str,
     if key not in _CALIBRATIONS:
         with _pt2e():
             prepared = prepare_pt2e(copy.deepcopy(graph), _quantizer(method, ()))
-        means = _calibrate(prepared, data, limit)
+        recorder = _calibrate(prepared, data, limit)
         float_weights = {n.name: _value(prepared, n.args[1]).detach().clone() for n in _convolutions(prepared)}
         if len(_CALIBRATIONS) >= len(METHODS):  # the ranking reuses the best method's run: keep one per method
             del _CALIBRATIONS[next(iter(_CALIBRATIONS))]
-        _CALIBRATIONS[key] = _Calibration(prepared, means, float_weights)
+        _CALIBRATIONS[key] = _Calibration(prepared, recorder.means(), recorder.extremes, float_weights)
     return _CALIBRATIONS[key]
 
 
-def _calibrate(prepared: torch.fx.GraphModule, data: CalibrationData, limit: int | None) -> dict[str, np.ndarray]:
-    """Run the calibration inputs through ``prepared`` (its observers record them); the convolutions' input means."""
-    recorder = _ConvInputMeans(prepared)
+def _calibrate(prepared: torch.fx.GraphModule, data: CalibrationData, limit: int | None) -> _CalibrationRecorder:
+    """Run the calibration inputs through ``prepared`` (its observers record them); what else they showed."""
+    recorder = _CalibrationRecorder(prepared)
     with torch.no_grad():
         for sample in data.calibration_samples(limit):
             recorder.run(torch.from_numpy(sample))
-    return recorder.means()
+    return recorder
 
 
-def _observers_from(source: torch.fx.GraphModule, target: torch.fx.GraphModule) -> bool:
-    """Load into each observer of ``target`` the state of ``source``'s observer of the same tensor (observers are
-    matched by the node they observe); False, with nothing loaded, if ``source`` did not observe one of them."""
-    states = {node.args[0].name: module.state_dict() for node, module in _observer_nodes(source)}
-    pairs = [(module, states.get(node.args[0].name)) for node, module in _observer_nodes(target)]
-    if any(state is None for _, state in pairs):
+def _observers_from(full: _Calibration, target: torch.fx.GraphModule) -> bool:
+    """Give each observer of ``target`` the statistics calibrating ``target`` would give it, from the fully annotated
+    graph's calibration ``full``; False, with nothing loaded, where they cannot be had without calibrating.
+
+    PT2E shares one observer between tensors that must have the same quantization (a convolution's output and the
+    ReLU after it, an add and the ReLU after it), so observers are matched by the set of tensors they observe: an
+    observer of ``target`` observing the same set as one of ``full.prepared`` takes its state; one whose set was
+    split or merged by the groups kept float (an add whose ReLU now runs float) is a min-max observer rebuilt from
+    the extremes the calibration recorded per tensor (exact: min-max is order-free); a histogram observer cannot
+    be, and the caller calibrates.
+    """
+    from torchao.quantization.pt2e import MinMaxObserver
+
+    states = {names: module.state_dict() for names, module in _observer_groups(full.prepared).items()}
+    wanted = _observer_groups(target)
+    rebuilt = [names for names in wanted if names not in states]
+    if any(type(wanted[names]) is not MinMaxObserver or not names <= full.extremes.keys() for names in rebuilt):
         return False
-    for module, state in pairs:
-        module.load_state_dict(state)
+    for names, module in wanted.items():
+        if names in states:
+            module.load_state_dict(states[names])
+        else:
+            lows, highs = zip(*(full.extremes[name] for name in names))
+            state = module.state_dict()
+            state.update(min_val=torch.stack(lows).min(), max_val=torch.stack(highs).max())
+            module.load_state_dict(state)
     return True
+
+
+def _observer_groups(graph: torch.fx.GraphModule) -> dict[frozenset[str], nn.Module]:
+    """Each observer instance of ``graph`` by the set of node names whose output it observes."""
+    members: dict[int, tuple[nn.Module, set[str]]] = {}
+    for node, module in _observer_nodes(graph):
+        members.setdefault(id(module), (module, set()))[1].add(node.args[0].name)
+    return {frozenset(names): module for module, names in members.values()}
 
 
 def _observer_nodes(graph: torch.fx.GraphModule) -> list[tuple[torch.fx.Node, nn.Module]]:
@@ -246,13 +271,15 @@ def _value(graph: torch.fx.GraphModule, node) -> torch.Tensor:
     return node.target(*args)
 
 
-class _ConvInputMeans(torch.fx.Interpreter):
-    """Runs a prepared PT2E graph and accumulates the mean of every 2-D convolution's input over the batch, per
-    pixel and channel."""
+class _CalibrationRecorder(torch.fx.Interpreter):
+    """Runs a prepared PT2E graph and records what bias correction and :func:`_observers_from` need: the mean of
+    every 2-D convolution's input over the batch, per pixel and channel, and the min and max of every tensor an
+    observer sees (computed as :class:`MinMaxObserver` does, so that they rebuild one exactly)."""
 
     def __init__(self, graph: torch.fx.GraphModule) -> None:
         super().__init__(graph)
         self.sums: dict[str, torch.Tensor] = {}
+        self.extremes: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.count = 0
 
     def run(self, *args):
@@ -262,11 +289,24 @@ class _ConvInputMeans(torch.fx.Interpreter):
     def call_function(self, target, args, kwargs):
         if target == torch.ops.aten.conv2d.default:
             mean = args[0].detach().double().mean(dim=0)  # (C, H, W)
-            self.sums[self.current_name] = self.sums.get(self.current_name, 0) + mean
+            name = self.current_node.name
+            self.sums[name] = self.sums.get(name, 0) + mean
         return super().call_function(target, args, kwargs)
 
+    def call_module(self, target, args, kwargs):
+        from torchao.quantization.pt2e import ObserverBase
+
+        observed = args[0] if args else None
+        if isinstance(self.fetch_attr(target), ObserverBase) and isinstance(observed, torch.Tensor):
+            low, high = torch.aminmax(observed.detach().float())
+            name = self.current_node.args[0].name
+            if name in self.extremes:
+                low, high = torch.min(low, self.extremes[name][0]), torch.max(high, self.extremes[name][1])
+            self.extremes[name] = (low, high)
+        return super().call_module(target, args, kwargs)
+
     def run_node(self, n):
-        self.current_name = n.name
+        self.current_node = n
         return super().run_node(n)
 
     def means(self) -> dict[str, np.ndarray]:

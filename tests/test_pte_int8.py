@@ -141,6 +141,60 @@ def test_kept_float_graphs_take_the_statistics_calibrating_them_would_give(ctx, 
     assert _quantize_ops(reused) < _quantize_ops(full)
 
 
+class _Residual(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + x
+
+
+class _SharedAcrossGroups(nn.Module):
+    """An add (inside group ``res.0``) read by a convolution and by a ReLU outside that group, which PT2E observes
+    with one observer shared by the add and the ReLU while both are quantized: keeping ``res.0`` float leaves the
+    ReLU observed alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.res = nn.Sequential(_Residual(8))
+        self.act = nn.ReLU()
+        self.head = nn.Conv2d(8, 1, 3, padding=1)
+        self.side = nn.Conv2d(8, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shared = self.res(self.stem(x) - 0.5)
+        return self.head(self.act(shared)) + self.side(shared)
+
+
+@pytest.mark.parametrize("method", pte_int8.METHODS)
+def test_an_observer_split_by_the_kept_groups_gets_what_calibration_gives(ctx, method):
+    """Where keeping groups float splits an observer PT2E shared (an add and its ReLU), the split one must get its
+    own statistics, not the shared one's (min-max: rebuilt from the recorded extremes; histogram: calibrated)."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    context, _ = ctx
+    torch.manual_seed(0)
+    graph = pte_int8.capture(_SharedAcrossGroups().eval(), context.input_shape)
+    keep = ("res.0",)
+    with pte_int8._pt2e():
+        full = prepare_pt2e(copy.deepcopy(graph), pte_int8._quantizer(method, ()))
+        direct = prepare_pt2e(copy.deepcopy(graph), pte_int8._quantizer(method, keep))
+    split = set(pte_int8._observer_groups(direct)) - set(pte_int8._observer_groups(full))
+    assert split and any(len(names) > 1 for names in pte_int8._observer_groups(full))
+    reused = pte_int8.quantize(graph, context.data, method, keep, bias_correction=False)
+    probe = prepare_pt2e(copy.deepcopy(graph), pte_int8._quantizer(method, keep))
+    loaded = pte_int8._observers_from(pte_int8._calibrated(graph, context.data, method, None), probe)
+    assert loaded == (method == "minmax")  # min-max is rebuilt without calibrating; a histogram is not
+    pte_int8._calibrate(direct, context.data, None)
+    with pte_int8._pt2e():
+        direct = convert_pt2e(direct)
+    x = torch.from_numpy(context.data.evaluation[:1])
+    with torch.no_grad():
+        assert torch.equal(reused(x), direct(x))
+
+
 def test_quantizing_leaves_no_graph_behind(ctx):
     """A ranking quantizes dozens of graphs: none of them may outlive its use (PT2E memoizes a device lookup per
     module, which held two model copies per candidate and took UMSI's fallback to 17 GB)."""
