@@ -98,7 +98,7 @@ class _Calibration:
 
     prepared: torch.fx.GraphModule
     means: dict[str, np.ndarray]  # per-pixel input mean of every convolution
-    extremes: dict[str, tuple[torch.Tensor, torch.Tensor]]  # min and max of every observed tensor, by node name
+    singles: dict[str, nn.Module]  # a private observer per tensor that shares one, which saw that tensor alone
     float_weights: dict[str, torch.Tensor]  # every convolution's folded float weight
     bias_correction: tuple[bool, str] | None = None  # whether it helps, and the CCs that say so (once decided)
 
@@ -147,7 +147,7 @@ def _calibrated(graph: torch.fx.GraphModule, data: CalibrationData, method: str,
         float_weights = {n.name: _value(prepared, n.args[1]).detach().clone() for n in _convolutions(prepared)}
         if len(_CALIBRATIONS) >= len(METHODS):  # the ranking reuses the best method's run: keep one per method
             del _CALIBRATIONS[next(iter(_CALIBRATIONS))]
-        _CALIBRATIONS[key] = _Calibration(prepared, recorder.means(), recorder.extremes, float_weights)
+        _CALIBRATIONS[key] = _Calibration(prepared, recorder.means(), recorder.singles, float_weights)
     return _CALIBRATIONS[key]
 
 
@@ -165,27 +165,19 @@ def _observers_from(full: _Calibration, target: torch.fx.GraphModule) -> bool:
     graph's calibration ``full``; False, with nothing loaded, where they cannot be had without calibrating.
 
     PT2E shares one observer between tensors that must have the same quantization (a convolution's output and the
-    ReLU after it, an add and the ReLU after it), so observers are matched by the set of tensors they observe: an
-    observer of ``target`` observing the same set as one of ``full.prepared`` takes its state; one whose set was
-    split or merged by the groups kept float (an add whose ReLU now runs float) is a min-max observer rebuilt from
-    the extremes the calibration recorded per tensor (exact: min-max is order-free); a histogram observer cannot
-    be, and the caller calibrates.
+    ReLU6 after it, an add and the ReLU after it), so observers are matched by the set of tensors they observe: an
+    observer of ``target`` observing the same set as one of ``full.prepared`` takes its state; one observing a
+    single tensor whose shared observer the kept groups split (the ReLU6 of a convolution kept float) takes the
+    state of the private observer that saw that tensor alone during the calibration (:class:`_CalibrationRecorder`).
+    Any other set (none seen so far) is calibrated by the caller.
     """
-    from torchao.quantization.pt2e import MinMaxObserver
-
     states = {names: module.state_dict() for names, module in _observer_groups(full.prepared).items()}
+    states.update({frozenset([name]): module.state_dict() for name, module in full.singles.items()})
     wanted = _observer_groups(target)
-    rebuilt = [names for names in wanted if names not in states]
-    if any(type(wanted[names]) is not MinMaxObserver or not names <= full.extremes.keys() for names in rebuilt):
+    if any(names not in states for names in wanted):
         return False
     for names, module in wanted.items():
-        if names in states:
-            module.load_state_dict(states[names])
-        else:
-            lows, highs = zip(*(full.extremes[name] for name in names))
-            state = module.state_dict()
-            state.update(min_val=torch.stack(lows).min(), max_val=torch.stack(highs).max())
-            module.load_state_dict(state)
+        module.load_state_dict(states[names])
     return True
 
 
@@ -273,14 +265,19 @@ def _value(graph: torch.fx.GraphModule, node) -> torch.Tensor:
 
 class _CalibrationRecorder(torch.fx.Interpreter):
     """Runs a prepared PT2E graph and records what bias correction and :func:`_observers_from` need: the mean of
-    every 2-D convolution's input over the batch, per pixel and channel, and the min and max of every tensor an
-    observer sees (computed as :class:`MinMaxObserver` does, so that they rebuild one exactly)."""
+    every 2-D convolution's input over the batch, per pixel and channel, and, for every tensor whose observer is
+    shared with other tensors, a private copy of that observer (made before calibration) fed that tensor alone."""
 
     def __init__(self, graph: torch.fx.GraphModule) -> None:
         super().__init__(graph)
         self.sums: dict[str, torch.Tensor] = {}
-        self.extremes: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.count = 0
+        self.singles: dict[str, nn.Module] = {}
+        self.shared: set[int] = set()  # ids of the shared observers
+        for names, module in _observer_groups(graph).items():
+            if len(names) > 1:
+                self.shared.add(id(module))
+                self.singles.update({name: copy.deepcopy(module) for name in names})
 
     def run(self, *args):
         self.count += 1
@@ -294,15 +291,8 @@ class _CalibrationRecorder(torch.fx.Interpreter):
         return super().call_function(target, args, kwargs)
 
     def call_module(self, target, args, kwargs):
-        from torchao.quantization.pt2e import ObserverBase
-
-        observed = args[0] if args else None
-        if isinstance(self.fetch_attr(target), ObserverBase) and isinstance(observed, torch.Tensor):
-            low, high = torch.aminmax(observed.detach().float())
-            name = self.current_node.args[0].name
-            if name in self.extremes:
-                low, high = torch.min(low, self.extremes[name][0]), torch.max(high, self.extremes[name][1])
-            self.extremes[name] = (low, high)
+        if id(self.fetch_attr(target)) in self.shared:
+            self.singles[self.current_node.args[0].name](args[0])
         return super().call_module(target, args, kwargs)
 
     def run_node(self, n):
