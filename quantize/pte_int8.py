@@ -171,8 +171,8 @@ def _observers_from(full: _Calibration, target: torch.fx.GraphModule) -> bool:
     state of the private observer that saw that tensor alone during the calibration (:class:`_CalibrationRecorder`).
     Any other set (none seen so far) is calibrated by the caller.
     """
-    states = {names: module.state_dict() for names, module in _observer_groups(full.prepared).items()}
-    states.update({frozenset([name]): module.state_dict() for name, module in full.singles.items()})
+    states = {frozenset([name]): module.state_dict() for name, module in full.singles.items()}
+    states.update({names: module.state_dict() for names, module in _observer_groups(full.prepared).items()})
     wanted = _observer_groups(target)
     if any(names not in states for names in wanted):
         return False
