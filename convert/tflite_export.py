@@ -9,7 +9,9 @@ graphs it does not support (TinyHD's original 3-D graph segfaults it), which mus
 down. fp16, dynamic-range and full int8 are ai-edge-quantizer recipes on that float file
 (:mod:`salsdk.quantize.litert_int8`), calibrated on the conversion's real calibration inputs. Every file then has
 the transpose chains litert-torch makes of pixel shuffles replaced by ``DEPTH_TO_SPACE`` ops, exactly
-(:mod:`salsdk.convert.tflite_depth_to_space`).
+(:mod:`salsdk.convert.tflite_depth_to_space`). The int8-I/O file is quantized from the float file without its
+final sigmoid (:func:`source_model`): its int8 output holds logits over their calibrated range, and its manifest
+tells clients to apply the sigmoid.
 
 :func:`finish` and :func:`tensor_specs` are shared with the onnx2tf route (:mod:`salsdk.convert.onnx2tf_export`):
 both name the I/O tensors ``input``/``saliency``/``class_probs`` and record the same operator report.
@@ -28,11 +30,11 @@ import numpy as np
 import torch
 
 from salsdk.errors import ConversionError
-from salsdk.manifest import CLASS_PROBS, SALIENCY, TensorSpec
+from salsdk.manifest import CLASS_PROBS, SALIENCY, SALIENCY_LOGITS, TensorSpec
 from salsdk.quantize import litert_int8
 from salsdk.quantize.ranking import check_keep_float, layer_groups
 from salsdk.runtimes.litert_runtime import load_interpreter, tensor_layout
-from salsdk.tflite_model import name_io_tensors, op_counts, ops_after_input
+from salsdk.tflite_model import name_io_tensors, op_counts, ops_after_input, output_activations, saliency_logits
 
 from .context import ExportContext, ExportResult
 from .formats import Format
@@ -72,6 +74,25 @@ def float_model(ctx: ExportContext) -> Path:
     return path
 
 
+def source_model(ctx: ExportContext, precision: str) -> Path:
+    """The float file ``precision`` is made from: :func:`float_model`, or for ``int8-io`` of a model whose map
+    ends in a sigmoid (KDSalBox, TinyHD) the same file with that sigmoid removed (its map leaves as int8 logits;
+    clients apply the sigmoid, see :func:`salsdk.tflite_model.saliency_logits`)."""
+    source = float_model(ctx)
+    if precision != "int8-io" or not output_activations(source.read_bytes(), ("LOGISTIC",)):
+        return source
+    path = source.with_name(f"{source.stem}-logits.tflite")
+    if not path.is_file():
+        try:
+            content = saliency_logits(source.read_bytes())
+        except ValueError as exc:
+            raise ConversionError(f"{ctx.card.name}: int8 I/O stores the map as logits, but {exc}") from exc
+        partial = path.with_suffix(".partial")
+        partial.write_bytes(content)
+        partial.replace(path)
+    return path
+
+
 def _convert_in_this_process(module_file: str, shape: str, dest: str) -> None:
     """The child process of :func:`float_model`: load the module, convert it with channels-last I/O, write it."""
     import warnings
@@ -92,7 +113,7 @@ def build(ctx: ExportContext, fmt: Format, keep_float: Sequence[str]) -> tuple[b
     if fmt.precision not in PRECISIONS:
         raise ConversionError(f"the TFLite exporter makes {', '.join(PRECISIONS)}, not {fmt.precision!r}")
     check_keep_float(ctx.model, keep_float)
-    source = float_model(ctx)
+    source = source_model(ctx, fmt.precision)
     if fmt.precision == "fp32":
         if keep_float:
             raise ConversionError("keep_float applies to int8 and int8-io TFLite formats, not fp32")
@@ -116,7 +137,8 @@ def tensor_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
         role = None if channels == 3 else CLASS_PROBS if len(shape) == 2 else SALIENCY
         return TensorSpec(detail["name"], tuple(shape), tensor_layout(shape, channels, channels_last),
                           np.dtype(detail["dtype"]).name, float(scale) if quantized else None,
-                          int(zero_point) if quantized else None, role)
+                          int(zero_point) if quantized else None, role,
+                          "sigmoid" if detail["name"] == SALIENCY_LOGITS else None)
 
     outputs = sorted((spec(d, 1) for d in loaded.get_output_details()), key=lambda o: o.role != SALIENCY)
     return [spec(d, 3) for d in inputs], outputs
@@ -137,6 +159,9 @@ def finish(content: bytes, dest: Path, tool_versions: dict[str, str], quantizati
              "(the float conversion and the calibration are cached per model)"]
     if ops.get("DEPTH_TO_SPACE"):
         notes.append(f"pixel shuffles as DEPTH_TO_SPACE: {ops['DEPTH_TO_SPACE']}")
+    if any(o.activation for o in outputs):
+        notes.append("the map leaves as int8 logits (its final sigmoid removed): clients apply the output's "
+                     "activation after dequantizing it")
     if ops.get("CONV_3D"):
         notes.append(f"WARNING: {ops['CONV_3D']} CONV_3D ops (the framewise graph has none)")
     if "TRANSPOSE" in first:
@@ -158,7 +183,7 @@ def export_tflite(ctx: ExportContext, fmt: Format, dest: Path, keep_float: Seque
 
 def rank_int8(ctx: ExportContext, fmt: Format) -> list[str]:
     """The TFLite int8 fallback's ranking of module groups (:func:`salsdk.quantize.litert_int8.rank_sensitivity`)."""
-    return litert_int8.rank_sensitivity(float_model(ctx), ctx.data, layer_groups(ctx.model),
+    return litert_int8.rank_sensitivity(source_model(ctx, fmt.precision), ctx.data, layer_groups(ctx.model),
                                         fmt.precision == "int8-io", cost=ctx.fallback_costs())
 
 

@@ -159,13 +159,20 @@ def mean_shift(kind: str, error: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return (error * means).sum(axis=(1, 2, 3))
 
 
+MODES = ("per-tap", "per-channel")  # what input mean a correction multiplies the weights' rounding errors by
+
+
 def correct(float_content: bytes, quantized_content: bytes, means: dict[str, np.ndarray],
-            skip: Callable[[str], bool] = lambda scope: False) -> tuple[bytes, int]:
+            skip: Callable[[str], bool] = lambda scope: False, mode: str = "per-tap") -> tuple[bytes, int]:
     """``float_content`` with each quantized convolution's bias corrected for its int8 weights' rounding.
 
     ``quantized_content`` is the quantizer's int8 file of the same float model; ``skip(scope)`` is true for the
-    convolutions the coming quantization keeps float. Returns the new float file and the number corrected.
+    convolutions the coming quantization keeps float. ``mode`` ``"per-tap"`` uses what each kernel tap reads on
+    average, borders and padding included (:func:`tap_means`); ``"per-channel"`` the input's mean per channel,
+    as if every tap read the same. Returns the new float file and the number corrected.
     """
+    if mode not in MODES:
+        raise ValueError(f"bias correction mode {mode!r} is not one of {MODES}")
     model = read_model(float_content)
     quantized = read_model(quantized_content)
     weights_of = {site.scope: site.weight for site in conv_sites(quantized)}
@@ -180,7 +187,8 @@ def correct(float_content: bytes, quantized_content: bytes, means: dict[str, np.
         error = _dequantized(quantized, weights_of[site.scope]) - _array(model, site.weight).astype(np.float32)
         if not error.any():
             continue  # weights left float in the quantized file
-        taps = tap_means(means[site.scope], error.shape[1:3], site.stride, site.dilation, site.padding)
+        taps = (tap_means(means[site.scope], error.shape[1:3], site.stride, site.dilation, site.padding)
+                if mode == "per-tap" else means[site.scope].mean(axis=(0, 1)))
         bias = _array(model, site.bias).astype(np.float32) - mean_shift(site.kind, error, taps)
         _set_data(model, site.bias, bias.astype(np.float32), shared=users.get(graph.tensors[site.bias].buffer, 0) > 1)
         corrected += 1

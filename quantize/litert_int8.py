@@ -7,7 +7,10 @@
   (:func:`_calibration`), with the convolution biases corrected for their weights' rounding where that helps
   (:mod:`~salsdk.quantize.bias_correction`, :func:`_bias_corrected`). With float I/O the INPUT and OUTPUT get
   ``NO_QUANTIZE`` (float tensors, one QUANTIZE/DEQUANTIZE at the edges) and so do the Sigmoid/Softmax ops, so maps
-  keep full resolution instead of 256 levels, as in the onnx2tf files.
+  keep full resolution instead of 256 levels, as in the onnx2tf files. With int8 I/O the float file comes without
+  its final sigmoid (:func:`salsdk.convert.tflite_export.source_model`): the int8 output holds logits over their
+  calibrated range and clients apply the sigmoid, since the sigmoid's own int8 output (scale 1/256) leaves a few
+  dozen levels to maps whose peaks are near 0.1.
 
 ``keep_float`` (the fidelity fallback) names PyTorch module groups (``encoder.17``, ``decoder.conv8_1``, the unit the
 ONNX and PT2E fallbacks use): litert-torch names every tensor after the module path that made it, so each group
@@ -41,7 +44,7 @@ RANK_SAMPLES = 4  # calibration inputs each ranking candidate is scored on
 PRECISIONS = ("fp16", "int8-dynamic", "int8", "int8-io")
 _NO_QUANTIZE = "no_quantize"
 _CALIBRATIONS: dict[str, Any] = {}  # float file digest + calibration digest -> calibration statistics
-_CORRECTIONS: dict[str, tuple[Any, ...]] = {}  # same key -> (full int8 file, conv input means, apply?, CCs)
+_CORRECTIONS: dict[str, tuple[Any, ...]] = {}  # same key -> (full int8 file, conv input means, mode chosen, CCs)
 
 
 def group_regex(group: str) -> str:
@@ -147,11 +150,12 @@ def _bias_corrected(float_model: Path, data: CalibrationData, keep_float: Sequen
     """The float file to quantize, and what bias correction did to it.
 
     The biases of the convolutions that will be int8 are corrected for their weights' rounding
-    (:mod:`salsdk.quantize.bias_correction`) if that raises the lowest map CC of the fully int8 file against the
-    float one on :data:`RANK_SAMPLES` calibration inputs (never the held-out ones); else the file is left as it
-    is. Measured at stop 33: it lifts the UniSal stand-in at 480x640 from 0.983 to 0.990 and lowers the UMSI one
-    from 0.980 to 0.974. The rounding errors come from the quantizer's own fully int8 file and the input means
-    from the float file on the calibration inputs; both, and the choice, are made once per model and data.
+    (:mod:`salsdk.quantize.bias_correction`) in the mode (per tap or per channel) that raises the lowest map CC of
+    the fully int8 file against the float one most on :data:`RANK_SAMPLES` calibration inputs (never the held-out
+    ones); if neither raises it, the file is left as it is. Measured at stops 33-35: per channel lifts the UniSal
+    stand-in at 480x640 from 0.983 to 0.990 held out (per tap 0.987) and lowers the UMSI one. The rounding errors
+    come from the quantizer's own fully int8 file and the input means from the float file on the calibration
+    inputs; both, and the choice, are made once per model and data.
     """
     key_ = _key(float_model, data)
     content = float_model.read_bytes()
@@ -159,19 +163,22 @@ def _bias_corrected(float_model: Path, data: CalibrationData, keep_float: Sequen
         calibration = _calibration(float_model, data)
         full = _run_quantizer(content, recipe("int8"), calibration, "int8")
         means = bias_correction.input_means(content, data.calibration_samples(channels_last=True))
-        corrected, _ = bias_correction.correct(content, full, means)
         score = _map_scorer(float_model, data)
-        before, after = score(full), score(_run_quantizer(corrected, recipe("int8"), calibration, "int8"))
-        _CORRECTIONS[key_] = (full, means, after > before, before, after)
-    full, means, apply, before, after = _CORRECTIONS[key_]
-    measured = f"lowest map CC of the fully int8 file on {RANK_SAMPLES} calibration inputs {before:.4f} -> {after:.4f}"
-    if not apply:
-        return content, f"not applied: it lowered the {measured}"
+        scores = {"none": score(full)}
+        for mode in bias_correction.MODES:
+            corrected, _ = bias_correction.correct(content, full, means, mode=mode)
+            scores[mode] = score(_run_quantizer(corrected, recipe("int8"), calibration, "int8"))
+        _CORRECTIONS[key_] = (full, means, max(scores, key=scores.__getitem__), scores)
+    full, means, mode, scores = _CORRECTIONS[key_]
+    measured = (f"lowest map CC of the fully int8 file on {RANK_SAMPLES} calibration inputs: "
+                + ", ".join(f"{name} {value:.4f}" for name, value in scores.items()))
+    if mode == "none":
+        return content, f"not applied: no mode raised the {measured}"
     kept = [re.compile(group_regex(g)) for g in keep_float]
-    corrected, count = bias_correction.correct(content, full, means,
+    corrected, count = bias_correction.correct(content, full, means, mode=mode,
                                                skip=lambda scope: any(r.search(scope) for r in kept))
-    return corrected, (f"{count} int8 convolutions: biases absorb the mean shift of their rounded weights on the "
-                       f"calibration inputs ({measured})")
+    return corrected, (f"{count} int8 convolutions, {mode}: biases absorb the mean shift of their rounded weights "
+                       f"on the calibration inputs ({measured})")
 
 
 def _map_scorer(float_model: Path, data: CalibrationData) -> Callable[[bytes], float]:

@@ -7,10 +7,11 @@ then lowers to int8 kernels. Weights are int8 symmetric per output channel, acti
 Operators XNNPACK has no int8 kernel for (the output Sigmoid among them) stay float by design. Each int8
 convolution's float bias (XNNPACK quantizes it to int32 at lowering) is corrected for the rounding of its weights
 (:func:`bias_shifts`, :mod:`salsdk.quantize.bias_correction`): the folded float weights and the input means come
-from the prepared graph during calibration, the int8 weights from the converted one; the correction is applied
-only if it raises the lowest map CC of the fully int8 graph on calibration inputs, decided once per calibration
-and applied alike to the fallback's graphs (TinyHD-S x1/4 lost CC with it: 0.9972 -> 0.9940 on the held-out
-clips, while the UniSal stand-in gained, 0.9825 -> 0.9868 at 240x320).
+from the prepared graph during calibration, the int8 weights from the converted one; the correction is applied,
+per tap or per channel, in the mode that raises the lowest map CC of the fully int8 graph on calibration inputs
+most, or not at all if neither raises it, decided once per calibration and applied alike to the fallback's graphs
+(TinyHD-S x1/4 lost CC with it: 0.9972 -> 0.9940 on the held-out clips, while the UniSal stand-in gained,
+0.9825 -> 0.9868 at 240x320).
 
 ``keep_float`` (the fidelity fallback) names module groups (``encoder.17``, ``decoder.conv8_1``: the first two
 levels of the module path, the unit the ONNX fallback keeps float too) left unannotated, so they run in float
@@ -100,7 +101,7 @@ class _Calibration:
     means: dict[str, np.ndarray]  # per-pixel input mean of every convolution
     singles: dict[str, nn.Module]  # a private observer per tensor that shares one, which saw that tensor alone
     float_weights: dict[str, torch.Tensor]  # every convolution's folded float weight
-    bias_correction: tuple[bool, str] | None = None  # whether it helps, and the CCs that say so (once decided)
+    bias_correction: tuple[str, str] | None = None  # the mode that helps most or "none", and the CCs (once decided)
 
 
 _CALIBRATIONS: dict[str, _Calibration] = {}  # graph + data + method digest -> its calibration (the latest len(METHODS))
@@ -109,7 +110,7 @@ _CALIBRATIONS: dict[str, _Calibration] = {}  # graph + data + method digest -> i
 def quantize(graph: torch.fx.GraphModule, data: CalibrationData, method: str, keep_float: Sequence[str] = (),
              limit: int | None = None, bias_correction: bool = True) -> torch.fx.GraphModule:
     """The PT2E int8 graph of ``graph`` (a copy; ``graph`` is left as it is), calibrated on ``data``, its biases
-    corrected if that helps the fully int8 graph (:func:`_bias_correction_helps`) unless ``bias_correction`` is
+    corrected in the mode that helps the fully int8 graph most (:func:`_bias_correction_mode`) unless ``bias_correction`` is
     false; its attribute ``salsdk_bias_correction`` says what was done.
 
     The calibration inputs run once per graph, data and method (:func:`_calibrated`); a graph with ``keep_float``
@@ -196,11 +197,14 @@ def _observer_nodes(graph: torch.fx.GraphModule) -> list[tuple[torch.fx.Node, nn
     return [(n, m) for n, m in nodes if isinstance(m, ObserverBase) and n.args]
 
 
-def _bias_correction_helps(full: _Calibration, graph: torch.fx.GraphModule, data: CalibrationData) -> tuple[bool, str]:
-    """Whether correcting the biases (:func:`bias_shifts`) raises the lowest map CC of the fully int8 graph against
-    the float one on :data:`RANK_SAMPLES` calibration inputs (never the held-out ones), and the CCs that says so;
-    decided once per calibration and applied alike to every graph quantized from it."""
+def _bias_correction_mode(full: _Calibration, graph: torch.fx.GraphModule, data: CalibrationData) -> tuple[str, str]:
+    """The bias correction mode (:data:`~salsdk.quantize.bias_correction.MODES`, :func:`bias_shifts`) that raises
+    the lowest map CC of the fully int8 graph against the float one most on :data:`RANK_SAMPLES` calibration inputs
+    (never the held-out ones), or ``"none"``, and the CCs that say so; decided once per calibration and applied
+    alike to every graph quantized from it."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    from .bias_correction import MODES
 
     if full.bias_correction is None:
         with _pt2e():
@@ -208,26 +212,30 @@ def _bias_correction_helps(full: _Calibration, graph: torch.fx.GraphModule, data
         samples = [torch.from_numpy(s) for s in data.calibration_samples(RANK_SAMPLES)]
         with torch.no_grad():
             reference = [_first(graph(x)) for x in samples]
-        before = _lowest_cc(converted, samples, reference)
-        _shift_biases(bias_shifts(converted, full.float_weights, full.means), 1.0)
-        after = _lowest_cc(converted, samples, reference)
-        full.bias_correction = (after >= before, f"lowest map CC of the fully int8 graph on {len(samples)} "
-                                                 f"calibration inputs {before:.4f} -> {after:.4f}")
+        scores = {"none": _lowest_cc(converted, samples, reference)}
+        for mode in MODES:
+            shifts = bias_shifts(converted, full.float_weights, full.means, mode)
+            _shift_biases(shifts, 1.0)
+            scores[mode] = _lowest_cc(converted, samples, reference)
+            _shift_biases(shifts, -1.0)
+        full.bias_correction = (max(scores, key=scores.__getitem__),
+                                f"lowest map CC of the fully int8 graph on {len(samples)} calibration inputs: "
+                                + ", ".join(f"{name} {value:.4f}" for name, value in scores.items()))
     return full.bias_correction
 
 
 def _corrected(converted: torch.fx.GraphModule, full: _Calibration, graph: torch.fx.GraphModule,
                data: CalibrationData) -> str:
-    """Correct ``converted``'s int8 convolution biases if that helps (:func:`_bias_correction_helps`); says what
-    was done."""
-    shifts = bias_shifts(converted, full.float_weights, full.means)
-    if not shifts:
+    """Correct ``converted``'s int8 convolution biases in the mode that helps most (:func:`_bias_correction_mode`),
+    if one does; says what was done."""
+    if not bias_shifts(converted, full.float_weights, full.means):
         return "0 int8 convolutions with a bias"
-    helps, measured = _bias_correction_helps(full, graph, data)
-    if not helps:
-        return f"not applied: it lowered the {measured}"
+    mode, measured = _bias_correction_mode(full, graph, data)
+    if mode == "none":
+        return f"not applied: no mode raised the {measured}"
+    shifts = bias_shifts(converted, full.float_weights, full.means, mode)
     _shift_biases(shifts, 1.0)
-    return (f"{len(shifts)} int8 convolutions: biases absorb the mean shift of their rounded weights on the "
+    return (f"{len(shifts)} int8 convolutions, {mode}: biases absorb the mean shift of their rounded weights on the "
             f"calibration inputs ({measured})")
 
 
@@ -306,9 +314,10 @@ class _CalibrationRecorder(torch.fx.Interpreter):
 
 
 def bias_shifts(converted: torch.fx.GraphModule, float_weights: Mapping[str, torch.Tensor],
-                means: Mapping[str, np.ndarray]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+                means: Mapping[str, np.ndarray], mode: str = "per-tap") -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(float bias tensor, its correction) of every int8 convolution of ``converted`` with a bias: the mean shift
-    its rounded weights cause (:mod:`salsdk.quantize.bias_correction`). XNNPACK quantizes these biases to int32 at
+    its rounded weights cause, from what each tap reads (``mode`` ``"per-tap"``) or the input's channel means
+    (``"per-channel"``) (:mod:`salsdk.quantize.bias_correction`). XNNPACK quantizes these biases to int32 at
     lowering, so a correction subtracted from them reaches the ``.pte``."""
     from .bias_correction import mean_shift, tap_means
 
@@ -322,7 +331,8 @@ def bias_shifts(converted: torch.fx.GraphModule, float_weights: Mapping[str, tor
         error = (_value(converted, weight) - float_weights[node.name]).detach()
         stride, padding, dilation = (_pair(node.args[i] if len(node.args) > i else [default])
                                      for i, default in ((3, 1), (4, 0), (5, 1)))
-        taps = tap_means(means[node.name], tuple(error.shape[2:]), stride, dilation, padding)
+        taps = (tap_means(means[node.name], tuple(error.shape[2:]), stride, dilation, padding)
+                if mode == "per-tap" else means[node.name].mean(axis=(0, 1)))
         shift = mean_shift("CONV_2D", error.permute(0, 2, 3, 1).numpy(), taps)
         shifts.append((_value(converted, bias), torch.from_numpy(shift).to(torch.float32)))
     return shifts

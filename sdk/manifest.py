@@ -59,7 +59,9 @@ LAYOUTS = ("NCHW", "NHWC", "NCTHW", "NTHWC")
 FILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # a plain name inside the bundle folder
 INPUT_NAME = "input"  # tensor names every artifact uses
 SALIENCY = "saliency"
+SALIENCY_LOGITS = "saliency_logits"  # a saliency output stored before its final sigmoid (activation "sigmoid")
 CLASS_PROBS = "class_probs"
+ACTIVATIONS = ("sigmoid",)  # what a client applies to an output after dequantizing it
 REDO = "convert the model again with `salsdk convert` (a bundle must not be edited by hand)"
 
 
@@ -111,6 +113,7 @@ SCHEMA: dict[str, Any] = {
                 "scale": {"type": ["number", "null"], "exclusiveMinimum": 0},
                 "zero_point": {"type": ["integer", "null"], "minimum": -128, "maximum": 255},
                 "role": {"enum": ["saliency", "class_probs"]},
+                "activation": {"enum": list(ACTIVATIONS)},
             },
         },
         "dim": _DIM,
@@ -234,7 +237,12 @@ def write_schema(path: Path = SCHEMA_FILE) -> Path:
 # ---------------------------------------------------------------------------------------------- typed parts
 @dataclass(frozen=True)
 class TensorSpec:
-    """One input or output tensor of an artifact: name, shape, layout, dtype, int8 parameters, role."""
+    """One input or output tensor of an artifact: name, shape, layout, dtype, int8 parameters, role, activation.
+
+    ``activation`` (outputs only, usually absent) is a function every client applies to the output after
+    dequantizing it: ``"sigmoid"`` for an int8 map stored as logits (``tflite-int8-io``), whose 256 levels then
+    span the logits' calibrated range rather than the sigmoid's [0, 1].
+    """
 
     name: str
     shape: tuple[int | str, ...]
@@ -243,6 +251,7 @@ class TensorSpec:
     scale: float | None = None
     zero_point: int | None = None
     role: str | None = None  # outputs: "saliency" or "class_probs"
+    activation: str | None = None  # outputs: applied after dequantization (ACTIVATIONS)
 
     @property
     def quantized(self) -> bool:
@@ -252,12 +261,12 @@ class TensorSpec:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["shape"] = list(self.shape)
-        return data if self.role is not None else {k: v for k, v in data.items() if k != "role"}
+        return {k: v for k, v in data.items() if v is not None or k not in ("role", "activation")}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TensorSpec":
         return cls(data["name"], tuple(data["shape"]), data["layout"], data["dtype"], data.get("scale"),
-                   data.get("zero_point"), data.get("role"))
+                   data.get("zero_point"), data.get("role"), data.get("activation"))
 
 
 @dataclass(frozen=True)
@@ -546,6 +555,8 @@ def _cross_field_problem(d: dict[str, Any]) -> tuple[str, str] | None:
     roles = [o.get("role") for o in d["outputs"]]
     if roles.count("saliency") != 1:
         return "outputs", "exactly one output must have the role 'saliency'"
+    if "activation" in tensor:
+        return "input.activation", "only outputs have an activation"
     if "class_probs" in roles:
         probs = d["outputs"][roles.index("class_probs")]
         if len(probs["shape"]) != 2 or probs["shape"][1] != len(d["model"]["class_names"]):
@@ -766,7 +777,8 @@ def build_manifest(*, card: Any, weights: Any, format_record: FormatRecord, mode
         "postprocessing": {
             "restore": "letterbox-uncrop" if preprocessing.resize == "letterbox" else "resize",
             "saliency": "output with role 'saliency', channel 0: one map per input (per frame for MIMO clips); "
-                        "restore it onto the image as 'restore' says (salsdk.geometry)",
+                        "dequantize it and apply its 'activation' if it has one, then restore it onto the image "
+                        "as 'restore' says (salsdk.geometry)",
             "output_range": card.output_range},
         "quantization": quantization or {}, "fallback_attempts": fallback_attempts or [], "fidelity": fidelity,
         "tool_versions": tool_versions or {}, "graph": graph or {}, "graph_notes": graph_notes or [],

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .atomic import write_bytes
-from .manifest import CLASS_PROBS, EMBED_KEY, INPUT_NAME, SALIENCY
+from .manifest import CLASS_PROBS, EMBED_KEY, INPUT_NAME, SALIENCY, SALIENCY_LOGITS
 
 Content = bytes
 
@@ -103,13 +103,57 @@ def output_activations(content: Content, op_types: Sequence[str]) -> list[str]:
             for out in op.outputs if out in set(graph.outputs)]
 
 
-def _role(shape: Sequence[int]) -> str:
-    """salsdk's name for an output: rank 2 is class probabilities, a map is the saliency."""
-    return CLASS_PROBS if len(shape) == 2 else SALIENCY
+def _role(tensor: Any) -> str:
+    """salsdk's name for an output: rank 2 is class probabilities, a map is the saliency (or its logits, when
+    :func:`saliency_logits` made it so)."""
+    if tensor.name and tensor.name.decode() == SALIENCY_LOGITS:
+        return SALIENCY_LOGITS
+    return CLASS_PROBS if len(tensor.shape) == 2 else SALIENCY
+
+
+def saliency_logits(content: Content) -> Content:
+    """The model with its final sigmoid removed: the saliency output becomes the LOGISTIC's input, named
+    ``saliency_logits`` (the manifest then gives that output ``activation: "sigmoid"``).
+
+    Saliency maps are mostly small values (TinyHD's peak near 0.14): an int8 sigmoid output, whose scale TFLite
+    fixes at 1/256, holds a few dozen levels of them, while int8 logits span their own calibrated range.
+    """
+    model = read_model(content)
+    graph, names = model.subgraphs[0], builtin_op_names(model)
+    found = [(i, op) for i, op in enumerate(graph.operators) if names[i] == "LOGISTIC"
+             and len(op.outputs) == 1 and op.outputs[0] in set(graph.outputs)
+             and len(graph.tensors[op.outputs[0]].shape) in (4, 5)]
+    if len(found) != 1:
+        raise ValueError(f"the TFLite graph has {len(found)} LOGISTIC ops producing a saliency map output; "
+                         "logits need exactly one")
+    index, op = found[0]
+    logits, output = op.inputs[0], op.outputs[0]
+    if logits in set(graph.inputs) or any(logits in other.inputs for other in graph.operators if other is not op):
+        raise ValueError("the final sigmoid's input is used elsewhere in the graph: it cannot become an output")
+    graph.tensors[logits].name = SALIENCY_LOGITS.encode()
+    del graph.operators[index]
+    # the sigmoid's output tensor goes too (tools that walk every tensor, the quantizer's calibration among them,
+    # fail on one that no op produces): indices above it shift down by one, the logits become the output
+    del graph.tensors[output]
+
+    def moved(i: int) -> int:
+        return logits - (logits > output) if i == output else i - (i > output)
+
+    for op in graph.operators:
+        op.inputs = [moved(i) if i >= 0 else i for i in op.inputs]
+        op.outputs = [moved(i) for i in op.outputs]
+        op.intermediates = [moved(i) for i in op.intermediates] if op.intermediates is not None else None
+    graph.inputs = [moved(i) for i in graph.inputs]
+    graph.outputs = [moved(i) for i in graph.outputs]
+    for signature in model.signatureDefs or []:
+        for entry in [*(signature.inputs or []), *(signature.outputs or [])]:
+            entry.tensorIndex = moved(entry.tensorIndex)
+    return write_model(model)
 
 
 def name_io_tensors(content: Content) -> Content:
-    """Rename the graph input to ``input`` and outputs to ``saliency``/``class_probs``, signature included.
+    """Rename the graph input to ``input`` and outputs to ``saliency``/``class_probs``, signature included
+    (``saliency_logits`` keeps its name).
 
     onnx2tf and the SavedModel route name them ``Identity``/``serving_default_input:0``/``PartitionedCall:0``;
     with the ONNX names the file documents itself and runtimes can pick outputs by name.
@@ -120,7 +164,7 @@ def name_io_tensors(content: Content) -> Content:
     if len(graph.inputs) != 1:
         raise ValueError(f"the TFLite graph has {len(graph.inputs)} inputs; salsdk models have one")
     new_names = {graph.inputs[0]: INPUT_NAME}
-    roles = [_role(graph.tensors[i].shape) for i in graph.outputs]
+    roles = [_role(graph.tensors[i]) for i in graph.outputs]
     if len(set(roles)) != len(roles):
         raise ValueError(f"cannot tell the TFLite outputs apart by rank: {roles}")
     new_names.update(zip(graph.outputs, roles))

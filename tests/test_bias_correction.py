@@ -59,3 +59,15 @@ def test_shift_counts_what_each_tap_reads_padding_included(kind, padding, stride
     if padding != "VALID":  # one mean per channel, as before: off wherever taps read padding
         flat = mean_shift(kind, tflite_error, spatial.mean(dim=(0, 2, 3)).numpy())
         assert np.abs(flat - expected).max() > 0.05 * np.abs(expected).max()
+
+
+def test_correction_modes_differ_only_in_the_mean_they_use():
+    """``correct`` refuses an unknown mode; per channel is per tap with every tap reading the channel mean, which
+    is what :func:`tap_means` gives for a constant input without padding."""
+    from salsdk.quantize.bias_correction import MODES, correct
+
+    assert MODES == ("per-tap", "per-channel")
+    with pytest.raises(ValueError, match="not one of"):
+        correct(b"", b"", {}, mode="per-pixel")
+    constant = np.broadcast_to(np.float32([1.0, 2.0, 3.0]), (6, 8, 3))
+    np.testing.assert_allclose(tap_means(constant, (3, 3)), np.broadcast_to(constant[0, 0], (3, 3, 3)), rtol=1e-6)

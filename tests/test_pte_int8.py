@@ -6,6 +6,8 @@ The pte-int8 bundle itself is made, gated and run with every other format by the
 from __future__ import annotations
 
 import copy
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -102,8 +104,9 @@ def test_ranking_orders_every_group_by_recovery(ctx):
 
 
 def test_int8_biases_are_corrected_only_where_it_helps(ctx):
-    """Every int8 convolution with a bias gets a correction (none of a kept-float group's); :func:`quantize` keeps
-    it only if the lowest map CC on calibration inputs does not drop, and says which it did."""
+    """Every int8 convolution with a bias gets a correction (none of a kept-float group's); :func:`quantize` applies
+    it in the mode (per tap, per channel) that raises the lowest map CC on calibration inputs most, or not at all,
+    and says which it did with every score."""
     context, _ = ctx
     graph = pte_int8.capture(context.model, context.input_shape)
     convolutions = sum(isinstance(m, nn.Conv2d) for m in context.model.modules())
@@ -115,9 +118,14 @@ def test_int8_biases_are_corrected_only_where_it_helps(ctx):
     for keep, expected in (((), convolutions), (("encoder.17",), convolutions - 3)):  # expand, depthwise, project
         quantized = pte_int8.quantize(graph, context.data, "minmax", keep)
         record = quantized.salsdk_bias_correction
-        assert record.startswith(f"{expected} int8 convolutions") or record.startswith("not applied"), record
+        scores = {m: float(v) for m, v in re.findall(r"(none|per-tap|per-channel) (\d\.\d+)", record)}
+        chosen = max(scores, key=scores.__getitem__)
+        assert set(scores) == {"none", "per-tap", "per-channel"}, record
+        assert record.startswith(f"{expected} int8 convolutions, {chosen}:" if chosen != "none" else "not applied")
         if not keep:
-            assert pte_int8._lowest_cc(quantized, samples, reference) >= pte_int8._lowest_cc(plain, samples, reference)
+            lowest = pte_int8._lowest_cc(quantized, samples, reference)
+            assert lowest == pytest.approx(scores[chosen], abs=1e-4)
+            assert lowest >= pte_int8._lowest_cc(plain, samples, reference)
 
 
 @pytest.mark.parametrize("method", pte_int8.METHODS)

@@ -9,7 +9,9 @@ layout transposes into the weights), and int8 variants may have int8 input/outpu
   not, channels-first (``NCHW`` / ``NCTHW``) in the opposite case; when both dimensions match (e.g. an image
   3 pixels high) the tensor follows the model input's layout, and a channels-last input is assumed.
 * **Quantization**: a float batch is quantized with the input tensor's own ``scale``/``zero_point``
-  (``q = clip(round(x / scale) + zero_point)``); int8/uint8 outputs are dequantized the same way.
+  (``q = clip(round(x / scale) + zero_point)``); int8/uint8 outputs are dequantized the same way. An output
+  named ``saliency_logits`` (int8-I/O files store the map before its final sigmoid, see
+  :func:`salsdk.tflite_model.saliency_logits`) gets the sigmoid after dequantization, as its manifest says.
 * **Batch**: artifacts with a static batch of 1 run one sample per ``invoke``; a dynamic batch dimension is
   resized to the batch.
 
@@ -29,6 +31,7 @@ from salsdk.errors import BundleError
 from .base import Runtime
 
 SALIENCY = "saliency"
+SALIENCY_LOGITS = "saliency_logits"
 CLASS_PROBS = "class_probs"
 _CHANNELS_LAST = {4: "NHWC", 5: "NTHWC"}
 _CHANNELS_FIRST = {4: "NCHW", 5: "NCTHW"}
@@ -92,6 +95,12 @@ def dequantize(q: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     return ((q.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """The logistic function in float32, without overflow for large negative inputs."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(np.float32)
+
+
 def precision_of(interpreter: Any) -> str:
     """Precision of a loaded model, read from its tensor dtypes (activations = tensors some op produces)."""
     produced = {i for op in interpreter._get_ops_details() for i in op["outputs"]}  # noqa: SLF001
@@ -147,8 +156,8 @@ class LiteRTRuntime(Runtime):
     def _output_order(detail: dict[str, Any]) -> int:
         """Sort key putting saliency first, class probabilities second."""
         name = detail["name"].split(":")[0]
-        if name in (SALIENCY, CLASS_PROBS):
-            return 0 if name == SALIENCY else 1
+        if name in (SALIENCY, SALIENCY_LOGITS, CLASS_PROBS):
+            return 1 if name == CLASS_PROBS else 0
         return 0 if len(detail["shape"]) >= 4 else 1
 
     def _to_model(self, batch: np.ndarray) -> np.ndarray:
@@ -168,6 +177,8 @@ class LiteRTRuntime(Runtime):
         results = []
         for detail, layout in zip(self.outputs, self.output_layouts):
             y = dequantize(self.interpreter.get_tensor(detail["index"]), detail)
+            if detail["name"] == SALIENCY_LOGITS:
+                y = sigmoid(y)
             results.append(y.transpose(_TO_CANONICAL[layout]) if layout in _TO_CANONICAL else y)
         return results
 

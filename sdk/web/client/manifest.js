@@ -19,7 +19,7 @@ export class ManifestError extends Error {
 export class TensorSpec {
   constructor(raw) {
     Object.assign(this, { name: raw.name, shape: raw.shape, layout: raw.layout, dtype: raw.dtype,
-      scale: raw.scale, zeroPoint: raw.zero_point, role: raw.role ?? null });
+      scale: raw.scale, zeroPoint: raw.zero_point, role: raw.role ?? null, activation: raw.activation ?? null });
   }
 
   /** int8/uint8 tensors are quantised with `scale` and `zeroPoint`. */
@@ -59,6 +59,7 @@ function crossFieldProblem(d) {
       return [`${label}.scale`, "an integer tensor needs its scale and zero point"];
     }
   }
+  if ("activation" in tensor) return ["input.activation", "only outputs have an activation"];
   const roles = d.outputs.map((o) => o.role);
   if (roles.filter((r) => r === "saliency").length !== 1) return ["outputs", "exactly one output must have the role 'saliency'"];
   if ((d.postprocessing.restore === "letterbox-uncrop") !== (d.preprocessing.resize === "letterbox")) {

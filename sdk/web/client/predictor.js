@@ -4,7 +4,7 @@
  */
 import { openBundle } from "./bundle.js";
 import { FloatMap, postprocess, restoreMap } from "./postprocess.js";
-import { dequantize, pack, prepareFrame, quantize } from "./preprocess.js";
+import { dequantize, pack, prepareFrame, quantize, sigmoidInPlace } from "./preprocess.js";
 
 export class Predictor {
   /** Fetch, verify and open the bundle at `url` (see `openBundle` for `options`). */
@@ -33,6 +33,7 @@ export class Predictor {
   maps(outputs) {
     const raw = outputs[this.output.name] ?? Object.values(outputs)[this.manifest.outputs.indexOf(this.output)];
     const values = this.output.quantized ? dequantize(raw, this.output.scale, this.output.zeroPoint) : Float32Array.from(raw);
+    if (this.output.activation === "sigmoid") sigmoidInPlace(values);
     const [h, w] = this.output.hw;
     return Array.from({ length: values.length / (h * w) }, (_, t) => new FloatMap(w, h, values.subarray(t * h * w, (t + 1) * h * w)));
   }

@@ -115,6 +115,15 @@ export function quantize(x, scale, zeroPoint, dtype) {
   return out;
 }
 
+/** The logistic function in float32 (an output's `sigmoid` activation), in place; no overflow for large -x. */
+export function sigmoidInPlace(values) {
+  for (let i = 0; i < values.length; i++) {
+    const e = Math.exp(-Math.abs(values[i]));
+    values[i] = f(values[i] >= 0 ? 1 / (1 + e) : e / (1 + e));
+  }
+  return values;
+}
+
 /** `x = (q - zero_point) * scale` in float32. */
 export function dequantize(q, scale, zeroPoint) {
   const s = f(scale), out = new Float32Array(q.length);

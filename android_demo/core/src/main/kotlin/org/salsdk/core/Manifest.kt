@@ -29,6 +29,8 @@ data class TensorSpec(
     val zeroPoint: Int?,
     /** Outputs: `saliency` or `class_probs`; null for inputs. */
     val role: String? = null,
+    /** Outputs: applied after dequantisation; `sigmoid` for a map stored as int8 logits (`tflite-int8-io`). */
+    val activation: String? = null,
 ) {
     /** True for int8/uint8 tensors (quantised with [scale] and [zeroPoint]). */
     val quantized: Boolean get() = dtype == "int8" || dtype == "uint8"
@@ -64,6 +66,9 @@ data class TensorSpec(
             scale = m.numOrNull("scale")?.toFloat(),
             zeroPoint = m.numOrNull("zero_point")?.toInt(),
             role = m.strOrNull("role"),
+            activation = m.strOrNull("activation")?.also {
+                if (it != "sigmoid") throw ManifestError("tensor '${m["name"]}' has activation '$it'; this client applies 'sigmoid' only")
+            },
         )
     }
 }

@@ -203,6 +203,12 @@ object Quant {
             val v = if (unsigned) q[it].toInt() and 0xFF else q[it].toInt()
             (v - zeroPoint).toFloat() * scale
         }
+
+    /** The logistic function (an output's `sigmoid` activation), without overflow for large negative x. */
+    fun sigmoid(x: Float): Float {
+        val e = Math.exp(-Math.abs(x.toDouble()))
+        return (if (x >= 0f) 1.0 / (1.0 + e) else e / (1.0 + e)).toFloat()
+    }
 }
 
 /** Post-processing, exactly as salsdk `sdk/postprocess.py`. */

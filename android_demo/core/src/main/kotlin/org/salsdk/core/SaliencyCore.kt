@@ -41,10 +41,10 @@ class SaliencyCore(val manifest: Manifest) {
     fun outputBuffer(): ByteBuffer =
         ByteBuffer.allocateDirect(output.elements * output.bytesPerElement).order(ByteOrder.nativeOrder())
 
-    /** Raw output values as float32 (dequantised when the output tensor is int8/uint8). */
+    /** Raw output values as float32: dequantised when the output tensor is int8/uint8, then its activation. */
     fun outputValues(buffer: ByteBuffer): FloatArray {
         buffer.rewind()
-        return if (output.quantized) {
+        val values = if (output.quantized) {
             val q = ByteArray(output.elements)
             buffer.get(q)
             Quant.dequantize(q, output.scale!!, output.zeroPoint ?: 0, output.dtype == "uint8")
@@ -53,6 +53,8 @@ class SaliencyCore(val manifest: Manifest) {
             buffer.asFloatBuffer().get(f)
             f
         }
+        if (output.activation == "sigmoid") for (i in values.indices) values[i] = Quant.sigmoid(values[i])
+        return values
     }
 
     /**

@@ -117,6 +117,19 @@ fun unitTests() {
         Report.check("int8 quantisation", q.toList() == listOf<Byte>(0, 2, 0, 127, -128) &&
             d.toList() == listOf(0f, 64f, 127.5f), "${q.toList()} ${d.toList()}")
     }
+    Report.run("sigmoid activation") {
+        // numpy: 1 / (1 + exp(-x)) for x = 0, 2, -2; -50 stays positive (no 1 - 1 cancellation), 200 is 1
+        val s = listOf(0f, 2f, -2f, -50f, 200f).map { Quant.sigmoid(it) }
+        Report.check("sigmoid activation", s[0] == 0.5f && Math.abs(s[1] - 0.880797f) < 1e-6 &&
+            Math.abs(s[2] - 0.119203f) < 1e-6 && s[3] > 0f && s[3] < 1e-21f && s[4] == 1f, s.toString())
+        val spec = TensorSpec.parse(mapOf("name" to "saliency_logits", "shape" to listOf(1L, 2L, 2L, 1L),
+            "layout" to "NHWC", "dtype" to "int8", "scale" to 0.5, "zero_point" to 0L, "activation" to "sigmoid"))
+        val refused = try {
+            TensorSpec.parse(mapOf("name" to "saliency", "shape" to listOf(1L), "layout" to "NC", "dtype" to "float32",
+                "activation" to "relu")); false
+        } catch (e: ManifestError) { "applies 'sigmoid' only" in (e.message ?: "") }
+        Report.check("manifest activations", spec.activation == "sigmoid" && refused)
+    }
     Report.run("jet colours") {
         // 127.5 rounds half to even -> 128, as numpy
         Report.check("jet colours", Postprocess.jet(0f) == 0x000080 && Postprocess.jet(0.5f) == 0x80FF80 &&
