@@ -44,7 +44,7 @@ RANK_SAMPLES = 4  # calibration inputs each ranking candidate is scored on
 PRECISIONS = ("fp16", "int8-dynamic", "int8", "int8-io")
 _NO_QUANTIZE = "no_quantize"
 _CALIBRATIONS: dict[str, Any] = {}  # float file digest + calibration digest -> calibration statistics
-_CORRECTIONS: dict[str, tuple[Any, ...]] = {}  # same key -> (full int8 file, conv input means, mode chosen, CCs)
+_CORRECTIONS: dict[str, tuple[Any, ...]] = {}  # same key + precision -> (full int8 file, conv input means, mode, CCs)
 
 
 def group_regex(group: str) -> str:
@@ -146,7 +146,8 @@ def _widened(merged: dict[str, Any] | None, qsv: dict[str, Any]) -> dict[str, An
     return dict(merged, min=np.minimum(merged["min"], qsv["min"]), max=np.maximum(merged["max"], qsv["max"]))
 
 
-def _bias_corrected(float_model: Path, data: CalibrationData, keep_float: Sequence[str]) -> tuple[bytes, str]:
+def _bias_corrected(float_model: Path, data: CalibrationData, keep_float: Sequence[str],
+                    precision: str) -> tuple[bytes, str]:
     """The float file to quantize, and what bias correction did to it.
 
     The biases of the convolutions that will be int8 are corrected for their weights' rounding
@@ -155,19 +156,20 @@ def _bias_corrected(float_model: Path, data: CalibrationData, keep_float: Sequen
     ones); if neither raises it, the file is left as it is. Measured at stops 33-35: per channel lifts the UniSal
     stand-in at 480x640 from 0.983 to 0.990 held out (per tap 0.987) and lowers the UMSI one. The rounding errors
     come from the quantizer's own fully int8 file and the input means from the float file on the calibration
-    inputs; both, and the choice, are made once per model and data.
+    inputs; both, and the choice, are made once per model, data and ``precision`` (``"int8"`` or ``"int8-io"``: the
+    files scored have the I/O of the artifact, so a map stored as logits is compared as a map).
     """
-    key_ = _key(float_model, data)
+    key_ = f"{_key(float_model, data)}-{precision}"
     content = float_model.read_bytes()
     if key_ not in _CORRECTIONS:
         calibration = _calibration(float_model, data)
-        full = _run_quantizer(content, recipe("int8"), calibration, "int8")
+        full = _run_quantizer(content, recipe(precision), calibration, precision)
         means = bias_correction.input_means(content, data.calibration_samples(channels_last=True))
         score = _map_scorer(float_model, data)
         scores = {"none": score(full)}
         for mode in bias_correction.MODES:
             corrected, _ = bias_correction.correct(content, full, means, mode=mode)
-            scores[mode] = score(_run_quantizer(corrected, recipe("int8"), calibration, "int8"))
+            scores[mode] = score(_run_quantizer(corrected, recipe(precision), calibration, precision))
         _CORRECTIONS[key_] = (full, means, max(scores, key=scores.__getitem__), scores)
     full, means, mode, scores = _CORRECTIONS[key_]
     measured = (f"lowest map CC of the fully int8 file on {RANK_SAMPLES} calibration inputs: "
@@ -226,7 +228,8 @@ def quantize(float_model: Path, precision: str, data: CalibrationData | None = N
     static = precision in ("int8", "int8-io")
     if static and data is None:
         raise ConversionError(f"{precision} needs calibration inputs")
-    source, corrected = _bias_corrected(float_model, data, keep_float) if static else (float_model.read_bytes(), "")
+    source, corrected = (_bias_corrected(float_model, data, keep_float, precision) if static
+                         else (float_model.read_bytes(), ""))
     quantized = _run_quantizer(source, entries, _calibration(float_model, data) if static else None, precision)
     content = write_model(read_model(quantized))  # one self-contained flatbuffer
     record: dict[str, Any] = {"tool": "ai-edge-quantizer", "recipe": _recipe_name(precision)}

@@ -179,6 +179,28 @@ def test_int8_io_map_leaves_as_logits_over_their_own_range(tflite_artifacts, eva
     assert maps.min() > 0 and maps.max() < 1 and min(levels) > 50, levels
 
 
+def test_int8_io_bias_correction_is_chosen_on_maps_not_logits(export_ctx, tflite_artifacts, tmp_path):
+    """The bias correction scores of the int8-I/O file compare sigmoid maps: its "none" score is the lowest map CC
+    of the plain int8-I/O file against the float logits file, both through the runtime (which applies the sigmoid).
+    Scored with float I/O, the quantized file's output would be a dequantized tensor the runtime does not know as
+    logits, and logits would be compared with maps."""
+    from salsdk.convert.tflite_export import source_model
+    from salsdk.metrics import cc
+    from salsdk.quantize import litert_int8
+
+    record = tflite_artifacts["tflite-int8-io"][0].quantization["bias_correction"]
+    none = float(re.search(r"none (\d\.\d+)", record).group(1))
+    source = source_model(export_ctx, "int8-io")
+    calibration = litert_int8._calibration(source, export_ctx.data)
+    plain = tmp_path / "plain.tflite"
+    plain.write_bytes(litert_int8._run_quantizer(source.read_bytes(), litert_int8.recipe("int8-io"), calibration,
+                                                 "int8-io"))
+    samples = list(export_ctx.data.calibration_samples(litert_int8.RANK_SAMPLES))
+    reference, candidate = LiteRTRuntime(source), LiteRTRuntime(plain)
+    lowest = min(cc(candidate.run(x)[0][0, 0], reference.run(x)[0][0, 0]) for x in samples)
+    assert none == pytest.approx(lowest, abs=1e-4), record
+
+
 def test_saliency_logits_is_the_float_model_without_its_sigmoid(tflite_artifacts, evaluation, tmp_path):
     """Removing the final sigmoid is exact: sigmoid(logits file) equals the fp32 file to float rounding; a file
     whose map does not end in a sigmoid is refused."""
