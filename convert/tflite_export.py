@@ -34,7 +34,7 @@ from salsdk.manifest import CLASS_PROBS, SALIENCY, SALIENCY_LOGITS, TensorSpec
 from salsdk.quantize import litert_int8
 from salsdk.quantize.ranking import check_keep_float, layer_groups
 from salsdk.runtimes.litert_runtime import load_interpreter, tensor_layout
-from salsdk.tflite_model import name_io_tensors, op_counts, ops_after_input, output_activations, saliency_logits
+from salsdk.tflite_model import ends_in_sigmoid, name_io_tensors, op_counts, ops_after_input, saliency_logits
 
 from .context import ExportContext, ExportResult
 from .formats import Format
@@ -79,7 +79,7 @@ def source_model(ctx: ExportContext, precision: str) -> Path:
     ends in a sigmoid (KDSalBox, TinyHD) the same file with that sigmoid removed (its map leaves as int8 logits;
     clients apply the sigmoid, see :func:`salsdk.tflite_model.saliency_logits`)."""
     source = float_model(ctx)
-    if precision != "int8-io" or not output_activations(source.read_bytes(), ("LOGISTIC",)):
+    if precision != "int8-io" or not ends_in_sigmoid(source.read_bytes()):
         return source
     path = source.with_name(f"{source.stem}-logits.tflite")
     if not path.is_file():

@@ -111,29 +111,56 @@ def _role(tensor: Any) -> str:
     return CLASS_PROBS if len(tensor.shape) == 2 else SALIENCY
 
 
+LAYOUT_OPS = ("RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS")  # ops a sigmoid commutes with exactly
+
+
+def _final_sigmoid(model: Any) -> tuple[int, int] | None:
+    """(index of the LOGISTIC op, the map output tensor) when the graph's one map output is a sigmoid followed by
+    nothing but layout ops (TinyHD-M reshapes its frames after it), each tensor on the way read by one op only."""
+    graph, names = model.subgraphs[0], builtin_op_names(model)
+    maps = [t for t in graph.outputs if len(graph.tensors[t].shape) in (4, 5)]
+    if len(maps) != 1:
+        return None
+    producer = {t: i for i, op in enumerate(graph.operators) for t in op.outputs}
+    readers = Counter(t for op in graph.operators for t in op.inputs if t >= 0)
+    tensor = maps[0]
+    while tensor in producer:
+        index = producer[tensor]
+        if names[index] == "LOGISTIC":
+            return index, maps[0]
+        if names[index] not in LAYOUT_OPS:
+            return None
+        tensor = graph.operators[index].inputs[0]
+        if readers[tensor] != 1 or tensor in graph.outputs:
+            return None
+    return None
+
+
+def ends_in_sigmoid(content: Content) -> bool:
+    """Whether the saliency map output is a sigmoid (up to layout ops), which :func:`saliency_logits` removes."""
+    return _final_sigmoid(read_model(content)) is not None
+
+
 def saliency_logits(content: Content) -> Content:
-    """The model with its final sigmoid removed: the saliency output becomes the LOGISTIC's input, named
-    ``saliency_logits`` (the manifest then gives that output ``activation: "sigmoid"``).
+    """The model with its final sigmoid removed: what read the sigmoid's output reads its input, and the map
+    output, named ``saliency_logits``, holds logits (the manifest then gives it ``activation: "sigmoid"``).
 
     Saliency maps are mostly small values (TinyHD's peak near 0.14): an int8 sigmoid output, whose scale TFLite
     fixes at 1/256, holds a few dozen levels of them, while int8 logits span their own calibrated range.
     """
     model = read_model(content)
-    graph, names = model.subgraphs[0], builtin_op_names(model)
-    found = [(i, op) for i, op in enumerate(graph.operators) if names[i] == "LOGISTIC"
-             and len(op.outputs) == 1 and op.outputs[0] in set(graph.outputs)
-             and len(graph.tensors[op.outputs[0]].shape) in (4, 5)]
-    if len(found) != 1:
-        raise ValueError(f"the TFLite graph has {len(found)} LOGISTIC ops producing a saliency map output; "
-                         "logits need exactly one")
-    index, op = found[0]
+    found = _final_sigmoid(model)
+    if found is None:
+        raise ValueError("the TFLite graph's map output is not a sigmoid (followed only by layout ops)")
+    graph = model.subgraphs[0]
+    index, map_output = found
+    op = graph.operators[index]
     logits, output = op.inputs[0], op.outputs[0]
-    if logits in set(graph.inputs) or any(logits in other.inputs for other in graph.operators if other is not op):
-        raise ValueError("the final sigmoid's input is used elsewhere in the graph: it cannot become an output")
-    graph.tensors[logits].name = SALIENCY_LOGITS.encode()
+    named = logits if map_output == output else map_output
+    graph.tensors[named].name = SALIENCY_LOGITS.encode()
     del graph.operators[index]
     # the sigmoid's output tensor goes too (tools that walk every tensor, the quantizer's calibration among them,
-    # fail on one that no op produces): indices above it shift down by one, the logits become the output
+    # fail on one that no op produces): indices above it shift down by one, and its readers read the logits
     del graph.tensors[output]
 
     def moved(i: int) -> int:

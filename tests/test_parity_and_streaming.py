@@ -167,6 +167,27 @@ def test_predict_cli_streams_a_video_through_a_bundle(m_bundles, frames, pytorch
     assert cc(np.asarray(png, np.float32), pytorch_m_maps[-1]) > 0.98  # re-encoded video, 8-bit PNG
 
 
+def test_mimo_sigmoid_behind_a_reshape_comes_off_exactly(m_bundles, frames):
+    """TinyHD-M's TFLite file reshapes its 16 frames after the final sigmoid; :func:`saliency_logits` removes the
+    sigmoid through that reshape (what ``tflite-int8-io`` is quantized from) and the runtime's sigmoid gives the
+    fp32 maps back to float rounding."""
+    from salsdk.preprocess import preprocess_clip
+    from salsdk.runtimes.litert_runtime import LiteRTRuntime
+    from salsdk.tflite_model import ends_in_sigmoid, op_counts, saliency_logits
+
+    fp32 = m_bundles / f"{M_MODEL}-tflite-fp32" / "model.tflite"
+    content = fp32.read_bytes()
+    assert ends_in_sigmoid(content)
+    logits = saliency_logits(content)
+    assert op_counts(logits)["LOGISTIC"] == op_counts(content)["LOGISTIC"] - 1 and not ends_in_sigmoid(logits)
+    path = fp32.parent.parent / "logits.tflite"
+    path.write_bytes(logits)
+    runtime = LiteRTRuntime(path)
+    assert runtime.interpreter.get_output_details()[0]["name"] == "saliency_logits"
+    x = preprocess_clip(frames[:16], read_manifest(m_bundles / f"{M_MODEL}-tflite-fp32").preprocessing, 16)[0][None]
+    np.testing.assert_allclose(runtime.run(x)[0], LiteRTRuntime(fp32).run(x)[0], atol=2e-6)
+
+
 # ------------------------------------------------------------------------------------------------ image bundles
 def test_check_image_bundles_on_built_in_images_and_coreml_off_macos(unisal_bundles):
     bundles = [unisal_bundles / "UniSal-onnx-fp32", unisal_bundles / "UniSal-coreml-fp16"]
