@@ -110,8 +110,8 @@ _CALIBRATIONS: dict[str, _Calibration] = {}  # graph + data + method digest -> i
 def quantize(graph: torch.fx.GraphModule, data: CalibrationData, method: str, keep_float: Sequence[str] = (),
              limit: int | None = None, bias_correction: bool = True) -> torch.fx.GraphModule:
     """The PT2E int8 graph of ``graph`` (a copy; ``graph`` is left as it is), calibrated on ``data``, its biases
-    corrected in the mode that helps the fully int8 graph most (:func:`_bias_correction_mode`) unless ``bias_correction`` is
-    false; its attribute ``salsdk_bias_correction`` says what was done.
+    corrected in the mode that helps the fully int8 graph most (:func:`_bias_correction_mode`) unless
+    ``bias_correction`` is false; its attribute ``salsdk_bias_correction`` says what was done.
 
     The calibration inputs run once per graph, data and method (:func:`_calibrated`); a graph with ``keep_float``
     groups takes its observers' statistics from that run (:func:`_observers_from`), which gives the statistics

@@ -1,7 +1,7 @@
 """``salsdk convert`` end to end: real TinyHD weights, real video frames, bundles, manifests, interruption.
 
-One conversion per session (ONNX fp32, ONNX int8, TFLite fp32 and int8 of TinyHD-S-x1/4, the ``tinyhd_s_bundles``
-fixture of ``conftest.py``, shared with the parity tests) feeds every check: the fidelity
+One conversion per session (ONNX fp32, ONNX int8, TFLite fp32, int8 and int8-io of TinyHD-S-x1/4, the
+``tinyhd_s_bundles`` fixture of ``conftest.py``, shared with the parity tests) feeds every check: the fidelity
 gate on held-out frames, re-running each bundle from its manifest alone with its own runtime, tamper detection,
 and the closing table. Interruption is checked on real ``python -m salsdk convert`` processes.
 """
