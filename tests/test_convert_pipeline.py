@@ -50,7 +50,7 @@ def test_every_format_is_accepted_on_held_out_frames(converted):
     held_out = set(int8.fidelity.inputs)
     assert held_out and not held_out & set(read_manifest(out / f"{MODEL}-onnx-int8").calibration_inputs)
     assert all("#frames" in name for name in held_out)  # frames of the shared video, named by range
-    assert any(line.startswith("[1/5] preparing") for line in log)
+    assert any(line.startswith(f"[1/{len(outcomes) + 1}] preparing") for line in log)
 
 
 def test_tflite_bundles_are_made_from_the_graph_without_3d_convolutions(converted):
@@ -165,7 +165,7 @@ def test_int8_bundles_are_timed_against_their_fp32_sibling(converted):
         if outcome.format.precision == "fp32":
             assert not speed
             continue
-        assert speed["vs"] == outcome.format.key.replace("int8", "fp32") and speed["runs"] >= 3
+        assert speed["vs"] == re.sub(r"int8(-io)?$", "fp32", outcome.format.key) and speed["runs"] >= 3
         assert speed["speedup"] == pytest.approx(speed["fp32_ms"] / speed["ms"], rel=1e-2)
         assert speed["slower_than_fp32"] == (speed["ms"] > speed["fp32_ms"])
         assert 0 < speed["predicted"]["speedup"] and 0 <= speed["predicted"]["float_mac_share"] <= 1

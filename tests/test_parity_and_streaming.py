@@ -98,7 +98,8 @@ def test_check_prints_the_agreement_matrix_on_frames_not_used_for_calibration(ti
     assert windows and checked == list(range(checked[0], checked[0] + 6))
     assert not any(first <= frame <= last for frame in checked for first, last in windows)
     matrix = report.cc.mean(axis=2)
-    assert matrix.shape == (5, 5) and np.allclose(matrix, matrix.T) and np.allclose(np.diag(matrix), 1.0)
+    sides = len(bundles) + 1  # PyTorch and every bundle
+    assert matrix.shape == (sides, sides) and np.allclose(matrix, matrix.T) and np.allclose(np.diag(matrix), 1.0)
     rows = {row.label: row for row in report.rows}
     assert rows["onnx-fp32"].measured_cc_min > 0.9999 and rows["tflite-fp32"].measured_cc_min > 0.9999
     for row in report.rows:  # int8 maps stay close; each verdict is the gate applied to what was measured here
