@@ -32,6 +32,7 @@ class ExportContext:
     data: CalibrationData
     workdir: Path
     calibration_method: str = "minmax"
+    bias_correction: str = "auto"  # auto (chosen on calibration inputs) | none | per-tap | per-channel
     opset: int = 17
     dynamic_batch: bool = False
     prefer: str = "speed"  # what int8 is for: speed | size | fidelity (orders the fidelity fallback's layers)

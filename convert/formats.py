@@ -44,6 +44,7 @@ class Format:
     sensitivity: str | None = None  # "module:function" ranking layers for the fidelity fallback (quantized formats)
     graph_rewrite: bool = False  # export the model's registered rewrite, if it has one (faster on this runtime)
     calibration_methods: tuple[str, ...] = ("minmax",)  # activation-range methods its tool offers, default first
+    bias_modes: tuple[str, ...] = ()  # bias-correction modes its exporter offers (salsdk.quantize.bias_correction)
 
     @property
     def quantized(self) -> bool:
@@ -73,6 +74,7 @@ _TFLITE = "salsdk.convert.tflite_export"
 _ONNX2TF = "salsdk.convert.onnx2tf_export"
 _COREML = "salsdk.convert.coreml_export"
 _PTE = "salsdk.convert.pte_export"
+BIAS_MODES = ("per-tap", "per-channel", "none")  # the modes the LiteRT and PT2E int8 exporters can be asked for
 
 FORMATS: tuple[Format, ...] = (
     Format("onnx-fp32", "onnx", "fp32", "onnxruntime", f"{_ONNX}:export_onnx", "base",
@@ -90,10 +92,10 @@ FORMATS: tuple[Format, ...] = (
            "TFLite dynamic-range int8 weights, ai-edge-quantizer", graph_rewrite=True),
     Format("tflite-int8", "tflite", "int8", "litert", f"{_TFLITE}:export_tflite", "int8",
            "TFLite full int8 (float input/output), ai-edge-quantizer, calibrated on real images",
-           f"{_TFLITE}:rank_int8", graph_rewrite=True),
+           f"{_TFLITE}:rank_int8", graph_rewrite=True, bias_modes=BIAS_MODES),
     Format("tflite-int8-io", "tflite", "int8-io", "litert", f"{_TFLITE}:export_tflite", "int8",
            "TFLite full int8 with int8 input/output tensors, ai-edge-quantizer", f"{_TFLITE}:rank_int8",
-           graph_rewrite=True),
+           graph_rewrite=True, bias_modes=BIAS_MODES),
     Format("tflite-fp32-onnx2tf", "tflite", "fp32", "litert", f"{_ONNX2TF}:export_onnx2tf", "onnx2tf",
            "TFLite fp32 via ONNX and onnx2tf (optional onnx2tf extra, for comparison)", graph_rewrite=True),
     Format("tflite-int8-onnx2tf", "tflite", "int8", "litert", f"{_ONNX2TF}:export_onnx2tf", "onnx2tf",
@@ -107,7 +109,8 @@ FORMATS: tuple[Format, ...] = (
            "ExecuTorch .pte, XNNPACK-delegated, from torch.export (no ONNX, no TensorFlow)", graph_rewrite=True),
     Format("pte-int8", "pte", "int8", "executorch", f"{_PTE}:export_pte", "int8",
            "ExecuTorch .pte, PT2E static int8 (XNNPACK quantizer, per-channel weights), calibrated on real images",
-           f"{_PTE}:rank_int8", graph_rewrite=True, calibration_methods=("histogram", "minmax")),
+           f"{_PTE}:rank_int8", graph_rewrite=True, calibration_methods=("histogram", "minmax"),
+           bias_modes=BIAS_MODES),
 )
 
 FORMATS_BY_KEY = {f.key: f for f in FORMATS}

@@ -30,7 +30,8 @@ from salsdk.manifest import (MANIFEST_NAME, MAX_DIM, PENDING_MANIFEST, FormatRec
                              pin_files, rejection_report_name, tree_size)
 from salsdk.quantize.calibration import clip_calibration, image_calibration
 from salsdk.quantize.fidelity import FidelityReport, compare_outputs, run_batched
-from salsdk.quantize.policy import CALIBRATION_CHOICES, DEFAULT_MAX_FLOAT, Decision, calibration_candidates, decide
+from salsdk.quantize.policy import (BIAS_CHOICES, CALIBRATION_CHOICES, DEFAULT_MAX_FLOAT, Calibration, Decision,
+                                    calibration_candidates, decide)
 from salsdk.quantize.ranking import PREFER_CHOICES, group_costs
 from salsdk.registry import get_entry
 from salsdk.runtimes import open_runtime
@@ -51,7 +52,7 @@ class Outcome:
     """What happened to one format: accepted (bundle written), rejected (report only) or failed (error)."""
 
     format: Format
-    status: str  # "accepted", "accepted (<method> calibration)", "accepted (fallback: k/n layers float)", "rejected", "failed"
+    status: str  # "accepted", "accepted (calibration: <label>)", "accepted (fallback: k/n layers float)", "rejected", "failed"
     bundle: Path | None = None
     size_bytes: int | None = None
     fidelity: FidelityReport | None = None
@@ -76,6 +77,7 @@ class ConvertOptions:
     min_cc: float = 0.99
     size: tuple[int, int] | None = None
     calibration_method: str = "auto"  # auto: min-max, then the format tool's other methods if the gate fails
+    bias_correction: str = "auto"  # auto: chosen on calibration inputs, then the tool's other modes if the gate fails
     dynamic_batch: bool = False
     n_calib: int | None = None
     n_eval: int | None = None
@@ -99,6 +101,8 @@ class ConvertOptions:
                 raise InputError(f"--size {h}x{w}: height and width must be positive multiples of 32 up to {MAX_DIM}")
         if self.calibration_method not in CALIBRATION_CHOICES:
             raise InputError(f"--calib-method {self.calibration_method!r}: choose one of {', '.join(CALIBRATION_CHOICES)}")
+        if self.bias_correction not in BIAS_CHOICES:
+            raise InputError(f"--bias-correction {self.bias_correction!r}: choose one of {', '.join(BIAS_CHOICES)}")
         if self.prefer not in PREFER_CHOICES:
             raise InputError(f"--prefer {self.prefer!r}: choose one of {', '.join(PREFER_CHOICES)}")
         if self.graph not in GRAPH_CHOICES:
@@ -150,7 +154,7 @@ def prepare(opts: ConvertOptions, workdir: Path, log: Log) -> tuple[ExportContex
     reference = run_batched(TorchRuntime(model, device="cpu").run, data.evaluation)
     ctx = ExportContext(card=card, contract=contract, model=model, weights=info, input_shape=contract.input_shape(hw),
                         data=data, workdir=workdir, calibration_method=opts.calibration_method,
-                        dynamic_batch=opts.dynamic_batch, prefer=opts.prefer)
+                        bias_correction=opts.bias_correction, dynamic_batch=opts.dynamic_batch, prefer=opts.prefer)
     return ctx, reference
 
 
@@ -215,19 +219,29 @@ def _gate(ctx: ExportContext, fmt: Format, reference: list[np.ndarray], opts: Co
     """Export ``fmt`` into ``staging`` and decide on it with the accept/fallback policy."""
     exporter, ranking = fmt.load_exporter(), fmt.load_sensitivity()
 
-    def build(method: str, keep: tuple[str, ...], ranked: int) -> ExportResult:
+    def build(calibration: Calibration, keep: tuple[str, ...], ranked: int) -> ExportResult:
         for child in staging.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
-        result = exporter(replace(ctx, calibration_method=method), fmt, staging, keep_float=keep)
+        result = exporter(_calibrated(ctx, calibration), fmt, staging, keep_float=keep)
         if keep:
             result.quantization["fallback"] = {"kept_float": len(keep), "ranked_layers": ranked}
         return result
 
-    methods = calibration_candidates(fmt.calibration_methods, ctx.calibration_method) if fmt.quantized else ["minmax"]
+    def used(result: ExportResult, calibration: Calibration) -> str:
+        record = result.quantization
+        return Calibration(record.get("calibration_method", calibration.method),
+                           record.get("bias_correction_mode", calibration.bias)).label
+
+    methods = (calibration_candidates(fmt.calibration_methods, ctx.calibration_method, fmt.bias_modes,
+                                      ctx.bias_correction) if fmt.quantized else [Calibration("minmax")])
     return decide(build, lambda result: evaluate(ctx, fmt, staging / result.model_file, reference, opts.min_cc),
                   label=fmt.key, quantized=fmt.quantized, methods=methods, max_float=opts.max_float, log=log,
-                  rank=(lambda method: ranking(replace(ctx, calibration_method=method), fmt)) if ranking else None,
-                  method_used=lambda result, method: result.quantization.get("calibration_method", method))
+                  rank=(lambda calibration: ranking(_calibrated(ctx, calibration), fmt)) if ranking else None,
+                  method_used=used)
+
+
+def _calibrated(ctx: ExportContext, calibration: Calibration) -> ExportContext:
+    return replace(ctx, calibration_method=calibration.method, bias_correction=calibration.bias)
 
 
 def _speed(ctx: ExportContext, sibling_ctx: ExportContext, fmt: Format, decision: Decision, artifact: Path,

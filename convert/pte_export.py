@@ -71,13 +71,14 @@ def export_pte(ctx: ExportContext, fmt: Format, dest: Path, keep_float: Sequence
     elif fmt.precision == "int8":
         check_keep_float(ctx.model, keep_float)
         method = ctx.calibration_method if ctx.calibration_method in pte_int8.METHODS else pte_int8.METHODS[0]
-        module = pte_int8.quantize(pte_int8.capture(ctx.model, ctx.input_shape), ctx.data, method, keep_float)
+        module = pte_int8.quantize(pte_int8.capture(ctx.model, ctx.input_shape), ctx.data, method, keep_float,
+                                   bias=ctx.bias_correction)
         quantization = {
             "tool": "torchao.quantization.pt2e (prepare_pt2e/convert_pt2e) + XNNPACKQuantizer", "format": "PT2E QDQ",
             "weights": "int8 symmetric per-channel", "activations": "int8 asymmetric per-tensor",
             "calibration_method": method, "calibration_inputs": list(ctx.calibration_sources),
             "kept_float": list(keep_float),
-            "bias_correction": module.salsdk_bias_correction}
+            "bias_correction": module.salsdk_bias_correction, "bias_correction_mode": module.salsdk_bias_mode}
     else:
         raise ConversionError(f"the ExecuTorch exporter does not make precision {fmt.precision}")
     edge, program = _lower(module, example, ctx.card.name)
@@ -104,7 +105,8 @@ def export_pte(ctx: ExportContext, fmt: Format, dest: Path, keep_float: Sequence
 def rank_int8(ctx: ExportContext, fmt: Format) -> list[str]:
     """The pte-int8 fallback's ranking of module groups (see :func:`salsdk.quantize.pte_int8.rank_sensitivity`)."""
     method = ctx.calibration_method if ctx.calibration_method in pte_int8.METHODS else pte_int8.METHODS[0]
-    return pte_int8.rank_sensitivity(ctx.model, ctx.input_shape, ctx.data, method, cost=ctx.fallback_costs())
+    return pte_int8.rank_sensitivity(ctx.model, ctx.input_shape, ctx.data, method, cost=ctx.fallback_costs(),
+                                     bias=ctx.bias_correction)
 
 
 def embed_manifest(path: Path, manifest_json: str) -> None:

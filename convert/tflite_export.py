@@ -119,7 +119,7 @@ def build(ctx: ExportContext, fmt: Format, keep_float: Sequence[str]) -> tuple[b
             raise ConversionError("keep_float applies to int8 and int8-io TFLite formats, not fp32")
         content, record = source.read_bytes(), {}
     else:
-        content, record = litert_int8.quantize(source, fmt.precision, ctx.data, keep_float)
+        content, record = litert_int8.quantize(source, fmt.precision, ctx.data, keep_float, ctx.bias_correction)
     return split_long_concatenations(shuffles_to_depth_to_space(content)[0])[0], record
 
 
@@ -184,7 +184,8 @@ def export_tflite(ctx: ExportContext, fmt: Format, dest: Path, keep_float: Seque
 def rank_int8(ctx: ExportContext, fmt: Format) -> list[str]:
     """The TFLite int8 fallback's ranking of module groups (:func:`salsdk.quantize.litert_int8.rank_sensitivity`)."""
     return litert_int8.rank_sensitivity(source_model(ctx, fmt.precision), ctx.data, layer_groups(ctx.model),
-                                        fmt.precision == "int8-io", cost=ctx.fallback_costs())
+                                        fmt.precision == "int8-io", cost=ctx.fallback_costs(),
+                                        bias=ctx.bias_correction)
 
 
 if __name__ == "__main__":  # the conversion child process of float_model()

@@ -147,13 +147,14 @@ def _widened(merged: dict[str, Any] | None, qsv: dict[str, Any]) -> dict[str, An
 
 
 def _bias_corrected(float_model: Path, data: CalibrationData, keep_float: Sequence[str],
-                    precision: str) -> tuple[bytes, str]:
-    """The float file to quantize, and what bias correction did to it.
+                    precision: str, bias: str = "auto") -> tuple[bytes, str, str]:
+    """The float file to quantize, what bias correction did to it, and the mode applied (``none`` if none).
 
     The biases of the convolutions that will be int8 are corrected for their weights' rounding
-    (:mod:`salsdk.quantize.bias_correction`) in the mode (per tap or per channel) that raises the lowest map CC of
-    the fully int8 file against the float one most on :data:`RANK_SAMPLES` calibration inputs (never the held-out
-    ones); if neither raises it, the file is left as it is. Measured at stops 33-35: per channel lifts the UniSal
+    (:mod:`salsdk.quantize.bias_correction`) in the mode ``bias`` names, or with ``"auto"`` in the mode (per tap
+    or per channel) that raises the lowest map CC of the fully int8 file against the float one most on
+    :data:`RANK_SAMPLES` calibration inputs (never the held-out ones); if neither raises it, the file is left as
+    it is. (The fidelity policy tries the other modes fully int8 when the one chosen here fails the gate.) Measured at stops 33-35: per channel lifts the UniSal
     stand-in at 480x640 from 0.983 to 0.990 held out (per tap 0.987) and lowers the UMSI one. The rounding errors
     come from the quantizer's own fully int8 file and the input means from the float file on the calibration
     inputs; both, and the choice, are made once per model, data and ``precision`` (``"int8"`` or ``"int8-io"``: the
@@ -171,16 +172,19 @@ def _bias_corrected(float_model: Path, data: CalibrationData, keep_float: Sequen
             corrected, _ = bias_correction.correct(content, full, means, mode=mode)
             scores[mode] = score(_run_quantizer(corrected, recipe(precision), calibration, precision))
         _CORRECTIONS[key_] = (full, means, max(scores, key=scores.__getitem__), scores)
-    full, means, mode, scores = _CORRECTIONS[key_]
+    full, means, chosen, scores = _CORRECTIONS[key_]
+    mode = chosen if bias == "auto" else bias
     measured = (f"lowest map CC of the fully int8 file on {RANK_SAMPLES} calibration inputs: "
                 + ", ".join(f"{name} {value:.4f}" for name, value in scores.items()))
     if mode == "none":
-        return content, f"not applied: no mode raised the {measured}"
+        return content, (f"not applied: no mode raised the {measured}" if bias == "auto"
+                         else f"not applied, as asked ({measured})"), mode
     kept = [re.compile(group_regex(g)) for g in keep_float]
     corrected, count = bias_correction.correct(content, full, means, mode=mode,
                                                skip=lambda scope: any(r.search(scope) for r in kept))
-    return corrected, (f"{count} int8 convolutions, {mode}: biases absorb the mean shift of their rounded weights "
-                       f"on the calibration inputs ({measured})")
+    how = "" if bias == "auto" else ", as asked"
+    return corrected, (f"{count} int8 convolutions, {mode}{how}: biases absorb the mean shift of their rounded "
+                       f"weights on the calibration inputs ({measured})"), mode
 
 
 def _map_scorer(float_model: Path, data: CalibrationData) -> Callable[[bytes], float]:
@@ -220,16 +224,17 @@ def _run_quantizer(model: bytes, entries: list[dict[str, Any]], calibration: Any
 
 
 def quantize(float_model: Path, precision: str, data: CalibrationData | None = None,
-             keep_float: Sequence[str] = ()) -> tuple[bytes, dict[str, Any]]:
-    """Quantized ``.tflite`` bytes of ``float_model`` and the quantization record for the manifest."""
+             keep_float: Sequence[str] = (), bias: str = "auto") -> tuple[bytes, dict[str, Any]]:
+    """Quantized ``.tflite`` bytes of ``float_model`` and the quantization record for the manifest (``bias``: the
+    bias-correction mode of full int8, see :func:`_bias_corrected`)."""
     from salsdk.tflite_model import write_model, read_model
 
     entries = recipe(precision, keep_float)
     static = precision in ("int8", "int8-io")
     if static and data is None:
         raise ConversionError(f"{precision} needs calibration inputs")
-    source, corrected = (_bias_corrected(float_model, data, keep_float, precision) if static
-                         else (float_model.read_bytes(), ""))
+    source, corrected, mode = (_bias_corrected(float_model, data, keep_float, precision, bias) if static
+                               else (float_model.read_bytes(), "", "none"))
     quantized = _run_quantizer(source, entries, _calibration(float_model, data) if static else None, precision)
     content = write_model(read_model(quantized))  # one self-contained flatbuffer
     record: dict[str, Any] = {"tool": "ai-edge-quantizer", "recipe": _recipe_name(precision)}
@@ -244,7 +249,7 @@ def quantize(float_model: Path, precision: str, data: CalibrationData | None = N
                       calibration_inputs=list(data.calibration_sources), kept_float=list(keep_float),
                       float_by_design=[] if precision == "int8-io" else ["INPUT", "OUTPUT", *FLOAT_BY_DESIGN],
                       keep_float_mechanism="NO_QUANTIZE recipe entries matching the module path in tensor names",
-                      bias_correction=corrected)
+                      bias_correction=corrected, bias_correction_mode=mode)
     return content, record
 
 
@@ -255,11 +260,11 @@ def _recipe_name(precision: str) -> str:
 
 
 def rank_sensitivity(float_model: Path, data: CalibrationData, groups: Sequence[str], int8_io: bool,
-                     cost: Mapping[str, float] | None = None) -> list[str]:
+                     cost: Mapping[str, float] | None = None, bias: str = "auto") -> list[str]:
     """Module groups, the ones whose float copy recovers most map CC first (see the module docstring)."""
     precision = "int8-io" if int8_io else "int8"
     score = _map_scorer(float_model, data)
-    return recovery_order(list(groups), lambda keep: score(quantize(float_model, precision, data, keep)[0]),
+    return recovery_order(list(groups), lambda keep: score(quantize(float_model, precision, data, keep, bias)[0]),
                           cost=cost)
 
 

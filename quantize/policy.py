@@ -4,7 +4,9 @@ An artifact is accepted when every held-out map correlates at least ``min_cc`` w
 (:class:`~salsdk.quantize.fidelity.FidelityReport`). A quantized one below the gate recovers in two steps:
 
 1. **calibration**: the other activation-range methods its tool offers (:func:`calibration_candidates`; ONNX
-   Runtime: percentile, entropy), keeping the best;
+   Runtime: percentile, entropy), then, for tools that correct biases (LiteRT, PT2E), the bias-correction modes
+   other than the one chosen on calibration inputs, keeping the best. Every candidate of this step is fully int8,
+   so each is faster than any artifact of the next step;
 2. **precision** (accuracy-aware mixed precision): the most sensitive layers of the format's ranking are kept in
    float, more at each attempt (:func:`fallback_steps`: 1, 2, 3, 4, 6, 9, ...), at most ``max_float`` of the
    ranked layers, until the gate passes.
@@ -26,9 +28,25 @@ CALIBRATION_CHOICES = ("auto", "minmax", "percentile", "entropy")
 FALLBACK_GROWTH = 1.5  # each fallback step keeps about this many times more layers in float than the last
 DEFAULT_MAX_FLOAT = 0.5  # an int8 artifact keeps at least half of its ranked layers quantized unless told otherwise
 
-Build = Callable[[str, tuple[str, ...], int], Any]  # (method, layers kept float, ranked count) -> built artifact
+BIAS_CHOICES = ("auto", "none", "per-tap", "per-channel")  # see salsdk.quantize.bias_correction
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One way to calibrate a quantized artifact: an activation-range method and a bias-correction mode."""
+
+    method: str  # e.g. "minmax", "percentile", "histogram"
+    bias: str = "auto"  # "auto": the mode that raises the fully int8 map CC most on calibration inputs; or a mode
+
+    @property
+    def label(self) -> str:
+        """How attempts and manifests name it, e.g. ``minmax`` or ``minmax, bias per-channel``."""
+        return self.method if self.bias == "auto" else f"{self.method}, bias {self.bias}"
+
+
+Build = Callable[[Calibration, tuple[str, ...], int], Any]  # (calibration, kept float, ranked count) -> artifact
 Evaluate = Callable[[Any], FidelityReport]
-Rank = Callable[[str], list[str]]  # calibration method -> layer names, most sensitive first
+Rank = Callable[[Calibration], list[str]]  # layer names, most sensitive first
 Log = Callable[[str], None]
 
 
@@ -38,7 +56,7 @@ class Decision:
 
     artifact: Any
     fidelity: FidelityReport
-    status: str  # "accepted", "accepted (<method> calibration)", "accepted (fallback: k/n layers float)", "rejected"
+    status: str  # "accepted", "accepted (calibration: <label>)", "accepted (fallback: k/n layers float)", "rejected"
     attempts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -46,15 +64,23 @@ class Decision:
         return self.status.startswith("accepted")
 
 
-def calibration_candidates(offered: Sequence[str], requested: str) -> list[str]:
-    """Activation-range methods to try, in order: ``auto`` is every method the tool offers (min-max first); an
-    explicit method is used alone (tools without it record that they used min-max)."""
+def calibration_candidates(offered: Sequence[str], requested: str, bias_modes: Sequence[str] = (),
+                           bias: str = "auto") -> list[Calibration]:
+    """Calibrations to try, in order. ``auto`` is every activation-range method the tool offers (its default
+    first), an explicit method that one alone (tools without it record that they used their default). With
+    ``bias="auto"`` each comes with the bias correction its calibration inputs choose, and the default method is
+    tried again with each of the tool's other ``bias_modes``; an explicit ``bias`` is used alone."""
     if requested not in CALIBRATION_CHOICES:
         raise ConversionError(f"unknown calibration method {requested!r}; choose one of {', '.join(CALIBRATION_CHOICES)}")
-    return list(offered) if requested == "auto" else [requested]
+    if bias not in BIAS_CHOICES:
+        raise ConversionError(f"unknown bias correction {bias!r}; choose one of {', '.join(BIAS_CHOICES)}")
+    methods = list(offered) if requested == "auto" else [requested]
+    if bias != "auto":
+        return [Calibration(m, bias) for m in methods]
+    return [Calibration(m) for m in methods] + [Calibration(methods[0], mode) for mode in bias_modes]
 
 
-def _announced(rank: Rank, method: str, label: str, log: Log) -> list[str]:
+def _announced(rank: Rank, method: Calibration, label: str, log: Log) -> list[str]:
     """``rank(method)``, announced and timed in the log: a ranking quantizes once per candidate, which takes
     minutes on large inputs."""
     log(f"  {label}: ranking its layers for the fallback on calibration inputs (one quantization per candidate)")
@@ -77,16 +103,17 @@ def fallback_steps(n_ranked: int, max_float: float) -> list[int]:
     return steps + [limit] if limit else []
 
 
-def decide(build: Build, evaluate: Evaluate, *, label: str, quantized: bool, methods: Sequence[str],
+def decide(build: Build, evaluate: Evaluate, *, label: str, quantized: bool, methods: Sequence[Calibration],
            rank: Rank | None, max_float: float, log: Log,
-           method_used: Callable[[Any, str], str] = lambda artifact, method: method) -> Decision:
+           method_used: Callable[[Any, Calibration], str] = lambda artifact, method: method.label) -> Decision:
     """Build, gate and (for quantized formats) recover an artifact; see the module docstring.
 
-    ``method_used(artifact, method)`` says which calibration the tool actually applied (recorded per attempt).
+    ``method_used(artifact, calibration)`` labels the calibration the tool actually applied (recorded per attempt;
+    with ``bias="auto"``, the mode it chose): a later candidate with a label already tried is skipped.
     """
     attempts: list[dict[str, Any]] = []
 
-    def attempt(method: str, keep: tuple[str, ...] = (), ranked: int = 0) -> tuple[Any, FidelityReport]:
+    def attempt(method: Calibration, keep: tuple[str, ...] = (), ranked: int = 0) -> tuple[Any, FidelityReport]:
         started = time.perf_counter()
         artifact = build(method, keep, ranked)
         fidelity = evaluate(artifact)
@@ -103,9 +130,12 @@ def decide(build: Build, evaluate: Evaluate, *, label: str, quantized: bool, met
         return Decision(artifact, fidelity, "accepted" if fidelity.passed else "rejected", attempts)
     best = methods[0], fidelity.cc_min
     for method in methods[1:]:
+        if method.label in {a["calibration_method"] for a in attempts}:
+            continue
         artifact, fidelity = attempt(method)
         if fidelity.passed:
-            return Decision(artifact, fidelity, f"accepted ({method} calibration)", attempts)
+            return Decision(artifact, fidelity, f"accepted (calibration: {attempts[-1]['calibration_method']})",
+                            attempts)
         best = max(best, (method, fidelity.cc_min), key=lambda pair: pair[1])
     method = best[0]
     ranking = _announced(rank, method, label, log) if rank else []

@@ -108,10 +108,11 @@ _CALIBRATIONS: dict[str, _Calibration] = {}  # graph + data + method digest -> i
 
 
 def quantize(graph: torch.fx.GraphModule, data: CalibrationData, method: str, keep_float: Sequence[str] = (),
-             limit: int | None = None, bias_correction: bool = True) -> torch.fx.GraphModule:
+             limit: int | None = None, bias: str = "auto") -> torch.fx.GraphModule:
     """The PT2E int8 graph of ``graph`` (a copy; ``graph`` is left as it is), calibrated on ``data``, its biases
-    corrected in the mode that helps the fully int8 graph most (:func:`_bias_correction_mode`) unless
-    ``bias_correction`` is false; its attribute ``salsdk_bias_correction`` says what was done.
+    corrected in the mode ``bias`` names (``none``: not corrected), with ``"auto"`` in the one that helps the fully
+    int8 graph most (:func:`_bias_correction_mode`); its attributes ``salsdk_bias_correction`` and
+    ``salsdk_bias_mode`` say what was done.
 
     The calibration inputs run once per graph, data and method (:func:`_calibrated`); a graph with ``keep_float``
     groups takes its observers' statistics from that run (:func:`_observers_from`), which gives the statistics
@@ -128,7 +129,7 @@ def quantize(graph: torch.fx.GraphModule, data: CalibrationData, method: str, ke
         else:
             prepared = copy.deepcopy(full.prepared)
         converted = convert_pt2e(prepared)
-    converted.salsdk_bias_correction = _corrected(converted, full, graph, data) if bias_correction else "off"
+    converted.salsdk_bias_correction, converted.salsdk_bias_mode = _corrected(converted, full, graph, data, bias)
     return converted
 
 
@@ -225,18 +226,22 @@ def _bias_correction_mode(full: _Calibration, graph: torch.fx.GraphModule, data:
 
 
 def _corrected(converted: torch.fx.GraphModule, full: _Calibration, graph: torch.fx.GraphModule,
-               data: CalibrationData) -> str:
-    """Correct ``converted``'s int8 convolution biases in the mode that helps most (:func:`_bias_correction_mode`),
-    if one does; says what was done."""
+               data: CalibrationData, bias: str) -> tuple[str, str]:
+    """Correct ``converted``'s int8 convolution biases in mode ``bias`` (``auto``: the one that helps most,
+    :func:`_bias_correction_mode`, if one does); says what was done, and the mode applied."""
+    if bias == "none":
+        return "not applied, as asked", "none"
     if not bias_shifts(converted, full.float_weights, full.means):
-        return "0 int8 convolutions with a bias"
-    mode, measured = _bias_correction_mode(full, graph, data)
+        return "0 int8 convolutions with a bias", "none"
+    chosen, measured = _bias_correction_mode(full, graph, data)
+    mode = chosen if bias == "auto" else bias
     if mode == "none":
-        return f"not applied: no mode raised the {measured}"
+        return f"not applied: no mode raised the {measured}", mode
     shifts = bias_shifts(converted, full.float_weights, full.means, mode)
     _shift_biases(shifts, 1.0)
-    return (f"{len(shifts)} int8 convolutions, {mode}: biases absorb the mean shift of their rounded weights on the "
-            f"calibration inputs ({measured})")
+    how = "" if bias == "auto" else ", as asked"
+    return (f"{len(shifts)} int8 convolutions, {mode}{how}: biases absorb the mean shift of their rounded weights on "
+            f"the calibration inputs ({measured})"), mode
 
 
 def _lowest_cc(module: torch.fx.GraphModule, samples: Sequence[torch.Tensor], reference: Sequence[np.ndarray]) -> float:
@@ -344,7 +349,7 @@ def _pair(value: Sequence[int]) -> tuple[int, int]:
 
 
 def rank_sensitivity(model: nn.Module, input_shape: Sequence[int], data: CalibrationData, method: str,
-                     cost: Mapping[str, float] | None = None) -> list[str]:
+                     cost: Mapping[str, float] | None = None, bias: str = "auto") -> list[str]:
     """Module groups in the order the fallback should keep them in float (see the module docstring)."""
     from salsdk.metrics import cc
 
@@ -354,7 +359,7 @@ def rank_sensitivity(model: nn.Module, input_shape: Sequence[int], data: Calibra
         reference = [_first(model(x)) for x in samples]
 
     def score(keep: list[str]) -> float:
-        probe = quantize(graph, data, method, keep)
+        probe = quantize(graph, data, method, keep, bias=bias)
         with torch.no_grad():
             outputs = [_first(probe(x)) for x in samples]
         return min(cc(o.reshape(-1, o.shape[-1]), r.reshape(-1, r.shape[-1])) for o, r in zip(outputs, reference))

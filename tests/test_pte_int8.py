@@ -110,8 +110,8 @@ def test_int8_biases_are_corrected_only_where_it_helps(ctx):
     context, _ = ctx
     graph = pte_int8.capture(context.model, context.input_shape)
     convolutions = sum(isinstance(m, nn.Conv2d) for m in context.model.modules())
-    plain = pte_int8.quantize(graph, context.data, "minmax", bias_correction=False)
-    assert plain.salsdk_bias_correction == "off"
+    plain = pte_int8.quantize(graph, context.data, "minmax", bias="none")
+    assert (plain.salsdk_bias_correction, plain.salsdk_bias_mode) == ("not applied, as asked", "none")
     samples = [torch.from_numpy(s) for s in context.data.calibration_samples(pte_int8.RANK_SAMPLES)]
     with torch.no_grad():
         reference = [context.model(x).numpy() for x in samples]
@@ -122,10 +122,16 @@ def test_int8_biases_are_corrected_only_where_it_helps(ctx):
         chosen = max(scores, key=scores.__getitem__)
         assert set(scores) == {"none", "per-tap", "per-channel"}, record
         assert record.startswith(f"{expected} int8 convolutions, {chosen}:" if chosen != "none" else "not applied")
+        assert quantized.salsdk_bias_mode == chosen
         if not keep:
             lowest = pte_int8._lowest_cc(quantized, samples, reference)
             assert lowest == pytest.approx(scores[chosen], abs=1e-4)
             assert lowest >= pte_int8._lowest_cc(plain, samples, reference)
+            for mode in ("per-tap", "per-channel"):  # asked for: applied whatever the scores say, and scored as such
+                asked = pte_int8.quantize(graph, context.data, "minmax", bias=mode)
+                assert asked.salsdk_bias_mode == mode
+                assert asked.salsdk_bias_correction.startswith(f"{expected} int8 convolutions, {mode}, as asked:")
+                assert pte_int8._lowest_cc(asked, samples, reference) == pytest.approx(scores[mode], abs=1e-4)
 
 
 @pytest.mark.parametrize("method", pte_int8.METHODS)
@@ -137,14 +143,14 @@ def test_kept_float_graphs_take_the_statistics_calibrating_them_would_give(ctx, 
     context, _ = ctx
     graph = pte_int8.capture(context.model, context.input_shape)
     keep = ("encoder.0", "encoder.17")  # encoder.0 kept float splits the observer its conv shared with its ReLU6
-    reused = pte_int8.quantize(graph, context.data, method, keep, bias_correction=False)
+    reused = pte_int8.quantize(graph, context.data, method, keep, bias="none")
     direct = prepare_pt2e(copy.deepcopy(graph), pte_int8._quantizer(method, keep))
     pte_int8._calibrate(direct, context.data, None)
     direct = convert_pt2e(direct)
     x = torch.from_numpy(context.data.evaluation[:1])
     with torch.no_grad():
         assert torch.equal(reused(x), direct(x))
-        full = pte_int8.quantize(graph, context.data, method, bias_correction=False)
+        full = pte_int8.quantize(graph, context.data, method, bias="none")
         assert not torch.equal(full(x), direct(x))  # the kept groups do run float
     assert _quantize_ops(reused) < _quantize_ops(full)
 
@@ -192,7 +198,7 @@ def test_an_observer_split_by_the_kept_groups_gets_what_calibration_gives(ctx, m
         direct = prepare_pt2e(copy.deepcopy(graph), pte_int8._quantizer(method, keep))
     split = set(pte_int8._observer_groups(direct)) - set(pte_int8._observer_groups(full))
     assert split and any(len(names) > 1 for names in pte_int8._observer_groups(full))
-    reused = pte_int8.quantize(graph, context.data, method, keep, bias_correction=False)
+    reused = pte_int8.quantize(graph, context.data, method, keep, bias="none")
     probe = prepare_pt2e(copy.deepcopy(graph), pte_int8._quantizer(method, keep))
     loaded = pte_int8._observers_from(pte_int8._calibrated(graph, context.data, method, None), probe)
     assert loaded

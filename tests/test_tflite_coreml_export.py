@@ -274,7 +274,7 @@ def test_int8_biases_are_corrected_for_the_quantized_convolutions_only_where_it_
     output, and not applied, the file is that output."""
     from salsdk.convert.tflite_export import float_model
     from salsdk.quantize import litert_int8
-    from salsdk.tflite_model import op_counts
+    from salsdk.tflite_model import op_counts, read_model, write_model
 
     source = float_model(export_ctx)
     ops = op_counts(source.read_bytes())
@@ -299,6 +299,14 @@ def test_int8_biases_are_corrected_for_the_quantized_convolutions_only_where_it_
     else:
         assert record.startswith("not applied") and kept["bias_correction"].startswith("not applied"), record
         np.testing.assert_array_equal(made, uncorrected)
+    assert tflite_artifacts["tflite-int8"][0].quantization["bias_correction_mode"] == chosen
+    for mode in ("per-tap", "per-channel", "none"):  # asked for (the fidelity policy's other candidates): applied
+        content, asked = litert_int8.quantize(source, "int8", export_ctx.data, bias=mode)
+        assert asked["bias_correction_mode"] == mode
+        assert asked["bias_correction"].startswith(f"{convolutions} int8 convolutions, {mode}, as asked:"
+                                                   if mode != "none" else "not applied, as asked"), asked
+        if mode == "none":
+            assert content == write_model(read_model(plain.read_bytes()))
 
 
 def test_int8_activation_ranges_cover_every_calibration_input(export_ctx):

@@ -33,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "PT2E: histogram) and, if the gate fails, tries the other methods the format's tool "
                              "offers (ONNX Runtime: percentile, entropy; PT2E: min-max) before keeping layers in "
                              "float; a tool without the method named uses its default and records it")
+    parser.add_argument("--bias-correction", default="auto", choices=["auto", "none", "per-tap", "per-channel"],
+                        help="int8 bias correction (TFLite full int8, pte-int8): auto (default) applies the mode that "
+                             "raises the fully int8 map CC most on calibration inputs and, if the gate fails, tries "
+                             "the other modes fully int8 before keeping layers in float")
     parser.add_argument("--n-calib", type=int, help="calibration inputs (default: 16 images or 8 clips)")
     parser.add_argument("--n-eval", type=int, help="held-out inputs for the fidelity gate (default: 6 images or 8 clips)")
     parser.add_argument("--min-cc", type=float, default=0.99, help="fidelity gate: minimum CC vs fp32 (default 0.99)")
@@ -79,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     weights = None if args.random_init else (args.weights or "official")
     opts = ConvertOptions(model=card.name, weights=weights, formats=formats, out=Path(args.out), calib=args.calib,
                           min_cc=args.min_cc, size=parse_size(args.size), calibration_method=args.calib_method,
+                          bias_correction=args.bias_correction,
                           dynamic_batch=args.dynamic_batch, graph=args.graph, n_calib=args.n_calib,
                           n_eval=args.n_eval, max_float=args.max_float, offline=True if args.offline else None,
                           prefer=args.prefer, speed_check=not args.no_speed_check)
