@@ -28,7 +28,7 @@ CALIBRATION_CHOICES = ("auto", "minmax", "percentile", "entropy")
 FALLBACK_GROWTH = 1.5  # each fallback step keeps about this many times more layers in float than the last
 DEFAULT_MAX_FLOAT = 0.5  # an int8 artifact keeps at least half of its ranked layers quantized unless told otherwise
 
-BIAS_CHOICES = ("auto", "none", "per-tap", "per-channel")  # see salsdk.quantize.bias_correction
+BIAS_CHOICES = ("auto", "per-tap", "per-channel", "none")  # see salsdk.quantize.bias_correction
 
 
 @dataclass(frozen=True)

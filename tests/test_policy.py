@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from salsdk.convert.formats import FORMATS
 from salsdk.errors import ConversionError
+from salsdk.quantize.bias_correction import MODES
 from salsdk.quantize.fidelity import FidelityReport
-from salsdk.quantize.policy import Calibration, calibration_candidates, decide
+from salsdk.quantize.policy import BIAS_CHOICES, Calibration, calibration_candidates, decide
 
 GATE = 0.99
 
@@ -42,6 +44,13 @@ def _run(scores: dict[str, float], methods: list[Calibration], auto_bias: str = 
     decision = decide(build, evaluate, label="tflite-int8", quantized=True, methods=methods, rank=rank,
                       max_float=0.5, log=lambda line: None, method_used=lambda artifact, calibration: artifact[0])
     return decision, built, ranked
+
+
+def test_formats_offer_the_bias_modes_their_exporters_know():
+    offered = {f.key: f.bias_modes for f in FORMATS if f.bias_modes}
+    assert sorted(offered) == ["pte-int8", "tflite-int8", "tflite-int8-io"]
+    assert all(modes == BIAS_CHOICES[1:] for modes in offered.values())
+    assert set(MODES) | {"none"} == set(BIAS_CHOICES[1:])
 
 
 def test_candidates_add_the_other_bias_modes_to_the_default_method_only():
