@@ -52,10 +52,36 @@ def group_regex(group: str) -> str:
 
     Names are module paths of ``<class>_<attribute>`` segments joined by ``/`` (fused ops join several paths
     with ``;``), e.g. ``..._wrapped/torch.nn.modules.container.Sequential_encoder/...InvertedResidual_17/...``.
+    A container whose ``forward`` never runs (a ``ModuleList``, or a ``Sequential`` its owner iterates, as
+    TinyHD's encoder and aggregator do) leaves no segment, so the segments between the first and the last are
+    optional: ``aggregator.aggregate_adapter.14`` matches ``...TinyHDAggregator_aggregator/InvertedResidual3d_14``.
+    :func:`check_groups_match` makes sure each group matches operators. (An operator litert-torch fused from
+    several modules carries all their paths, so neighbouring groups can share one.)
     """
-    parts = group.split(".")
-    body = "/".join(r"[^/;]*_" + re.escape(p) for p in parts)
+    parts = [r"[^/;]*_" + re.escape(p) for p in group.split(".")]
+    body = parts[0] + "".join(f"(?:/{p})?" for p in parts[1:-1]) + (f"/{parts[-1]}" if len(parts) > 1 else "")
     return r"(?:^|/)" + body + r"(?=[/;]|$)"
+
+
+def op_scopes(content: bytes) -> list[str]:
+    """Each operator's scope as ai-edge-quantizer matches recipe regexes against it: its output tensor names
+    joined by ``;``, with a trailing ``;``."""
+    from salsdk.tflite_model import read_model, tensor_name
+
+    graph = read_model(content).subgraphs[0]
+    return [";".join(tensor_name(graph, int(t)) for t in op.outputs) + ";" for op in graph.operators]
+
+
+def check_groups_match(float_model: Path, keep_float: Sequence[str]) -> None:
+    """Refuse ``keep_float`` groups that match no operator of ``float_model``: keeping them float would silently
+    change nothing while the manifest said otherwise."""
+    if not keep_float:
+        return
+    scopes = op_scopes(float_model.read_bytes())
+    empty = [g for g in keep_float if not any(re.search(group_regex(g), scope) for scope in scopes)]
+    if empty:
+        raise ConversionError(f"keep_float group(s) {', '.join(empty)} match no operator of {float_model.name}: "
+                              f"its tensor names do not hold their module path")
 
 
 def recipe(precision: str, keep_float: Sequence[str] = ()) -> list[dict[str, Any]]:
@@ -229,6 +255,7 @@ def quantize(float_model: Path, precision: str, data: CalibrationData | None = N
     bias-correction mode of full int8, see :func:`_bias_corrected`)."""
     from salsdk.tflite_model import write_model, read_model
 
+    check_groups_match(float_model, keep_float)
     entries = recipe(precision, keep_float)
     static = precision in ("int8", "int8-io")
     if static and data is None:

@@ -1,7 +1,8 @@
 """The order in which the fidelity fallback keeps layer groups in float, from a score of each candidate set.
 
 The unit kept float is a module group (:func:`layer_groups`: the first two levels of a module path, e.g.
-``encoder.17``). Shared by the quantizers whose tools can re-quantize a model with some groups left float (ONNX
+``encoder.17``, or one level deeper where those two name a ``Sequential``/``ModuleList`` of several weighted blocks,
+e.g. TinyHD's ``aggregator.aggregate_adapter.14``). Shared by the quantizers whose tools can re-quantize a model with some groups left float (ONNX
 Runtime's QDQ, PT2E, ai-edge-quantizer): ``score(keep)`` quantizes the whole model *except* ``keep`` and returns its lowest map CC against fp32 on
 calibration inputs (never the held-out ones), exactly as the fallback will use that set.
 
@@ -20,6 +21,7 @@ from torch import nn
 from salsdk.errors import ConversionError
 
 WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)
+CONTAINERS = (nn.Sequential, nn.ModuleList)
 GREEDY_STEPS = 8  # the first fallback steps are chosen greedily, each among ...
 GREEDY_WIDTH = 6  # ... the best-ranked remaining groups
 PREFER_CHOICES = ("speed", "size", "fidelity")  # what int8 is for (salsdk convert --prefer)
@@ -73,16 +75,15 @@ def group_costs(model: nn.Module, input_shape: Sequence[int], prefer: str) -> di
 
     totals: dict[str, float] = {}
     hooks = []
-    for name, module in model.named_modules():
-        if isinstance(module, WEIGHTED) and name:
-            group = ".".join(name.split(".")[:2])
-            if prefer == "size":
-                totals[group] = totals.get(group, 0.0) + sum(p.numel() for p in module.parameters())
-            else:
-                def hook(mod, inputs, output, group=group):
-                    totals[group] = totals.get(group, 0.0) + layer_macs(mod, inputs, output)
+    for name, group in _weighted_groups(model).items():
+        module = model.get_submodule(name)
+        if prefer == "size":
+            totals[group] = totals.get(group, 0.0) + sum(p.numel() for p in module.parameters())
+        else:
+            def hook(mod, inputs, output, group=group):
+                totals[group] = totals.get(group, 0.0) + layer_macs(mod, inputs, output)
 
-                hooks.append(module.register_forward_hook(hook))
+            hooks.append(module.register_forward_hook(hook))
     if hooks:
         device = next(model.parameters()).device
         try:
@@ -96,14 +97,29 @@ def group_costs(model: nn.Module, input_shape: Sequence[int], prefer: str) -> di
 
 
 def layer_groups(model: nn.Module) -> list[str]:
-    """Module groups that hold a convolution or linear layer: the first two levels of each one's module path."""
-    groups: list[str] = []
-    for name, module in model.named_modules():
-        if isinstance(module, WEIGHTED) and name:
-            group = ".".join(name.split(".")[:2])
-            if group not in groups:
-                groups.append(group)
-    return groups
+    """Module groups that hold a convolution or linear layer, in model order (see :func:`group_of`)."""
+    return list(dict.fromkeys(_weighted_groups(model).values()))
+
+
+def group_of(model: nn.Module, name: str) -> str:
+    """The group of module path ``name``: its first two levels, one level deeper for as long as that prefix is a
+    ``Sequential``/``ModuleList`` with weighted layers in more than one child (a stack of blocks is not one unit:
+    TinyHD's ``encoder.encoder`` holds all 19 encoder blocks)."""
+    parts = name.split(".")
+    depth = min(2, len(parts))
+    while depth < len(parts):
+        prefix = model.get_submodule(".".join(parts[:depth]))
+        weighted_children = sum(any(isinstance(m, WEIGHTED) for m in child.modules()) for child in prefix.children())
+        if not isinstance(prefix, CONTAINERS) or weighted_children < 2:
+            break
+        depth += 1
+    return ".".join(parts[:depth])
+
+
+def _weighted_groups(model: nn.Module) -> dict[str, str]:
+    """Every convolution or linear layer's module path -> its group."""
+    return {name: group_of(model, name) for name, module in model.named_modules()
+            if isinstance(module, WEIGHTED) and name}
 
 
 def check_keep_float(model: nn.Module, keep_float: Sequence[str]) -> None:

@@ -346,6 +346,42 @@ def test_group_regex_matches_only_its_group():
     assert not re.search(group_regex("decoder.17"), name)
     decoder = "x/salsdk.models.kdsalbox.network.StudentDecoder_decoder/torch.nn.modules.conv.Conv2d_conv8_1;2"
     assert re.search(group_regex("decoder.conv8_1"), decoder) and not re.search(group_regex("decoder.conv8"), decoder)
+    # a ModuleList (or a Sequential its owner iterates) leaves no segment of its own: TinyHD's aggregator blocks
+    block = ("x/salsdk.models.tinyhd.network.TinyHDAggregator_aggregator/salsdk.models.tinyhd.network."
+             "InvertedResidual3d_14/torch.nn.modules.container.Sequential_conv/torch.nn.modules.conv.Conv2d_2;")
+    assert re.search(group_regex("aggregator.aggregate_adapter.14"), block)
+    assert not re.search(group_regex("aggregator.aggregate_adapter.1"), block)
+    assert not re.search(group_regex("encoder.encoder.14"), block)
+
+
+@pytest.mark.parametrize("fixture", ["tinyhd_s_bundles", "unisal_bundles", "umsi_bundles"])
+def test_every_layer_group_matches_operators_of_the_tflite_file(fixture, request):
+    """The fidelity fallback's unit, a module group, must name operators of the TFLite file: before stop 37 TinyHD's
+    groups (``encoder.encoder``, ``aggregator.aggregate_adapter``) matched none, so "kept float" changed nothing.
+    Stacks of blocks are now split into their blocks, and each group's regex matches at least one operator."""
+
+    from salsdk.quantize.litert_int8 import check_groups_match, group_regex, op_scopes
+    from salsdk.quantize.ranking import layer_groups
+    from salsdk.registry import get_entry
+    from salsdk.zoo import create_model
+
+    found = request.getfixturevalue(fixture)
+    out = found[0] if isinstance(found, tuple) else found
+    bundle = next(out.glob("*-tflite-fp32"))
+    name = bundle.name.removesuffix("-tflite-fp32")
+    entry = get_entry(name)
+    model = create_model(name, None)
+    model = entry.rewrite(model) if entry.export_rewrite else model
+    groups = layer_groups(model)
+    assert len(groups) >= (50 if name.startswith("TinyHD") else 25)
+    # the last group may write the map itself, whose tensor the bundle renames ``saliency`` (UMSI's c_out): it is
+    # named by its module path only in the converter's float file, where the fallback matches it
+    check_groups_match(bundle / "model.tflite", groups[:-1])
+    scopes = op_scopes((bundle / "model.tflite").read_bytes())
+    kept = [scope for scope in scopes if re.search(group_regex(groups[len(groups) // 2]), scope)]
+    assert 0 < len(kept) < len(scopes) // 4  # one group is a few operators, not the model
+    with pytest.raises(salsdk.ConversionError, match="match no operator"):
+        check_groups_match(bundle / "model.tflite", [groups[0], "decoder.no_such_layer"])
 
 
 def test_every_tflite_format_converts_without_tensorflow(tmp_path):
