@@ -53,7 +53,7 @@ class BenchConfig:
     max_seconds: float = 20.0  # per measurement; at least ``min_runs`` runs are always timed
     min_runs: int = 3
     rounds: int = 1
-    profile: bool = True  # operator profile of the reference and ONNX Runtime rows (explains missed targets)
+    profile: bool = True  # operator profiles of the reference, ONNX Runtime and LiteRT XNNPACK rows (why)
     profile_runs: int = 2
     cache_dir: Path | None = None  # converted bundles (default $SALSDK_HOME/bench/bundles)
     min_cc: float = 0.99
@@ -333,7 +333,8 @@ def bundle_jobs(bundle: Path, threads: int | None, config: BenchConfig, gpu: boo
             continue
         spec = {"kind": "bundle", "bundle": str(bundle), "runtime": fmt.runtime,
                 "model_file": manifest.model_file, "options": options}
-        profile = config.profile and fmt.runtime == "onnxruntime" and device == "cpu"
+        profile = config.profile and device == "cpu" and (
+            fmt.runtime == "onnxruntime" or (fmt.runtime == "litert" and options.get("xnnpack", True)))
         jobs.append(Job(row, _with_timing(spec, shape, threads, config, profile)))
     return jobs
 

@@ -12,8 +12,8 @@ Targets (best accepted artifact, CC >= 0.99 against fp32, measured side by side 
 
 The explanation is built from measurements, not guesses: where the MACs are (per layer type and block), the
 lower bound those MACs set at this machine's measured GEMM peak, the MAC rate PyTorch eager already reaches,
-the operators that take the time (ONNX Runtime's and PyTorch's profilers), and which formats were rejected or
-failed and could not compete.
+the operators that take the time (ONNX Runtime's and PyTorch's profilers, LiteRT's operators timed one by one),
+and which formats were rejected or failed and could not compete.
 """
 from __future__ import annotations
 

@@ -9,10 +9,11 @@ other: no allocator caches, thread pools or JIT state carry over, and the peak m
 A bundle worker does not import PyTorch (``salsdk`` imports it only to build PyTorch models), so the memory of an
 ONNX Runtime or LiteRT measurement is that engine's and the model's, as in an app, not PyTorch's 250 MB on top.
 
-Spec keys: ``kind`` (``pytorch`` | ``bundle``), ``input_shape``, ``threads``, ``warmup``, ``runs``,
-``max_seconds``, ``min_runs``, ``seed``, ``profile`` (top operators by time); for ``pytorch``: ``model``,
-``weights`` (``"official"``, a path, or null for seeded random init), ``device``; for ``bundle``: ``bundle``
-(folder), ``runtime``, ``model_file``, ``options`` (passed to the runtime adapter, e.g. ``xnnpack``).
+Spec keys: ``kind`` (``pytorch`` | ``bundle``), ``input_shape``, ``threads``, ``warmup``, ``runs``, ``max_seconds``,
+``min_runs``, ``seed``, ``profile`` (top operators by time: ONNX Runtime's and PyTorch's profilers, LiteRT's
+operators timed one by one); for ``pytorch``: ``model``, ``weights`` (``"official"``, a path, or null for seeded
+random init), ``device``; for ``bundle``: ``bundle`` (folder), ``runtime``, ``model_file``, ``options`` (passed to
+the runtime adapter, e.g. ``xnnpack``).
 """
 from __future__ import annotations
 
@@ -149,6 +150,65 @@ def profile_pytorch(runtime, x, runs: int) -> dict[str, Any]:
                      "ms_per_run": e.self_cpu_time_total / 1000 / runs} for e in top[:12]]}
 
 
+def profile_litert(spec: dict[str, Any], runs: int) -> dict[str, Any]:
+    """Time per operator type and the slowest operators of a ``.tflite`` file, each operator run alone.
+
+    LiteRT's Python interpreter has no operator profiler, so every operator becomes a one-op model
+    (:func:`salsdk.tflite_model.single_op_models`) run with the row's delegate and threads on random inputs of
+    its dtype. What a delegate fuses across operators (XNNPACK folds a PAD into the next convolution) is timed
+    here as separate work, and caches start warm with each op's own data: the shares say which operator types
+    cost what, the sum is near the whole model's time but not equal to it.
+    """
+    import numpy as np
+
+    from salsdk.runtimes.litert_runtime import load_interpreter
+    from salsdk.tflite_model import single_op_models
+
+    interpreter, resolver, engine, version = load_interpreter()
+    options: dict[str, Any] = {"num_threads": spec.get("threads") or None}
+    xnnpack = (spec.get("options") or {}).get("xnnpack", True)
+    if resolver is not None:
+        options["experimental_op_resolver_type"] = (resolver.AUTO if xnnpack
+                                                    else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    rng = np.random.default_rng(0)
+    by_op: dict[str, float] = {}
+    by_node: list[tuple[str, str, float]] = []
+    content = (Path(spec["bundle"]) / spec["model_file"]).read_bytes()
+    for op, output, model in single_op_models(content):
+        loaded = interpreter(model_content=model, **options)
+        loaded.allocate_tensors()
+        for detail in loaded.get_input_details():
+            dtype = np.dtype(detail["dtype"])
+            value = (rng.integers(-128, 128, detail["shape"]) if np.issubdtype(dtype, np.integer)
+                     else rng.standard_normal(detail["shape"]))
+            loaded.set_tensor(detail["index"], value.astype(dtype))
+        loaded.invoke()
+        started = time.perf_counter()
+        for _ in range(runs):
+            loaded.invoke()
+        ms = (time.perf_counter() - started) * 1000 / runs
+        by_op[op] = by_op.get(op, 0.0) + ms
+        by_node.append((output, op, ms))
+    total = sum(by_op.values()) or 1.0
+    top_nodes = sorted(by_node, key=lambda n: -n[2])[:8]
+    return {"tool": f"{engine} {version}, {'XNNPACK' if xnnpack else 'builtin kernels'}, each operator timed alone "
+                    f"(sum {total:.1f} ms; delegate fusions not applied)", "runs": runs,
+            "ops": [{"op": op, "share": ms / total, "ms_per_run": ms}
+                    for op, ms in sorted(by_op.items(), key=lambda kv: -kv[1])],
+            "nodes": [{"node": _short(name), "op": op, "share": ms / total, "ms_per_run": ms}
+                      for name, op, ms in top_nodes]}
+
+
+def _short(tensor_name: str) -> str:
+    """The module path in a litert-torch tensor name (``...Wrapper/..._wrapped/...Encoder_encoder/...Block_14/
+    ...Conv2d_2;3`` -> ``encoder.14.2``), or the name itself when it holds none."""
+    segments = tensor_name.split(";")[0].split("/")
+    attrs = [segment.rsplit("_", 1)[-1] for segment in segments if "_" in segment]
+    if "wrapped" in attrs:
+        attrs = attrs[attrs.index("wrapped") + 1:]
+    return ".".join(attrs) or tensor_name
+
+
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Run the measurement ``spec`` describes and return the result dictionary (see module docstring)."""
     import numpy as np
@@ -191,6 +251,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
                 result["profile"] = profile_pytorch(runtime, x, profile_runs)
             elif spec.get("runtime") == "onnxruntime":
                 result["profile"] = profile_onnxruntime(spec, x, profile_runs)
+            elif spec.get("runtime") == "litert":
+                result["profile"] = profile_litert(spec, profile_runs)
         except Exception as exc:  # noqa: BLE001 - a profiler problem must not lose the measurement
             result["profile_error"] = f"{type(exc).__name__}: {exc}"
     return result

@@ -2,9 +2,10 @@
 
 The unit kept float is a module group (:func:`layer_groups`: the first two levels of a module path, e.g.
 ``encoder.17``, or one level deeper where those two name a ``Sequential``/``ModuleList`` of several weighted blocks,
-e.g. TinyHD's ``aggregator.aggregate_adapter.14``). Shared by the quantizers whose tools can re-quantize a model with some groups left float (ONNX
-Runtime's QDQ, PT2E, ai-edge-quantizer): ``score(keep)`` quantizes the whole model *except* ``keep`` and returns its lowest map CC against fp32 on
-calibration inputs (never the held-out ones), exactly as the fallback will use that set.
+e.g. TinyHD's ``aggregator.aggregate_adapter.14``). Shared by the quantizers whose tools can re-quantize a model
+with some groups left float (ONNX Runtime's QDQ, PT2E, ai-edge-quantizer): ``score(keep)`` quantizes the whole model
+*except* ``keep`` and returns its lowest map CC against fp32 on calibration inputs (never the held-out ones),
+exactly as the fallback will use that set.
 
 What the fallback is for decides the order (``salsdk convert --prefer``): ``fidelity`` keeps the groups that
 recover most map CC first; ``speed`` and ``size`` weigh that recovery against what keeping a group float costs

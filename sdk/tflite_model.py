@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -75,6 +75,49 @@ def ops_after_input(content: Content) -> list[str]:
     model = read_model(content)
     graph, names = model.subgraphs[0], builtin_op_names(model)
     return [names[i] for i, op in enumerate(graph.operators) if set(op.inputs) & set(graph.inputs)]
+
+
+def single_op_models(content: Content) -> Iterator[tuple[str, str, Content]]:
+    """Each operator of the main subgraph as a model of its own: ``(op type, output tensor name, .tflite bytes)``.
+
+    The operator's stored inputs (weights, shapes, constants) stay stored; its other inputs become the model's
+    inputs, its outputs the model's outputs. For timing operators one by one (``salsdk bench``'s LiteRT profile):
+    a delegate cannot fuse across models, so an op it would have folded into its neighbour (XNNPACK: a PAD into
+    the next convolution) is timed as if it ran alone.
+    """
+    import copy
+
+    schema = _schema()
+    model = read_model(content)
+    graph = model.subgraphs[0]
+    names = builtin_op_names(model)
+
+    def stored(t: int) -> bool:
+        data = model.buffers[graph.tensors[t].buffer].data if graph.tensors[t].buffer > 0 else None
+        return data is not None and len(data) > 0
+
+    for i, op in enumerate(graph.operators):
+        single = schema.ModelT()
+        single.version, single.operatorCodes, single.description = model.version, model.operatorCodes, b"one op"
+        single.buffers = [schema.BufferT()]
+        sub = schema.SubGraphT()
+        sub.tensors, index = [], {}
+        for t in [int(t) for t in op.inputs if t >= 0] + [int(t) for t in op.outputs]:
+            if t in index:
+                continue
+            tensor = copy.copy(graph.tensors[t])
+            single.buffers.append(model.buffers[tensor.buffer] if stored(t) else schema.BufferT())
+            tensor.buffer = len(single.buffers) - 1
+            sub.tensors.append(tensor)
+            index[t] = len(sub.tensors) - 1
+        one = copy.copy(op)
+        one.inputs = [index[int(t)] if t >= 0 else -1 for t in op.inputs]
+        one.outputs = [index[int(t)] for t in op.outputs]
+        sub.operators = [one]
+        sub.inputs = list(dict.fromkeys(index[int(t)] for t in op.inputs if t >= 0 and not stored(int(t))))
+        sub.outputs = list(one.outputs)
+        single.subgraphs = [sub]
+        yield names[i], tensor_name(graph, int(op.outputs[0])), write_model(single)
 
 
 def tensor_name(graph: Any, index: int) -> str:

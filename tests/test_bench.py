@@ -267,6 +267,48 @@ def tiny_run(tmp_path_factory):
     return code, root
 
 
+def test_single_op_models_compute_what_the_whole_file_computes(unisal_bundles):
+    """Each one-op model of the profile, fed the tensors the whole file computed, gives the whole file's output."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    from salsdk.tflite_model import op_counts, single_op_models
+
+    content = (unisal_bundles / "UniSal-tflite-fp32" / "model.tflite").read_bytes()
+    whole = Interpreter(model_content=content, experimental_preserve_all_tensors=True)
+    whole.allocate_tensors()
+    first = whole.get_input_details()[0]
+    whole.set_tensor(first["index"], np.random.default_rng(0).random(first["shape"], dtype=np.float32))
+    whole.invoke()
+    values = {d["name"]: d["index"] for d in whole.get_tensor_details()}
+    singles = list(single_op_models(content))
+    assert len(singles) == sum(op_counts(content).values())
+    for _, _, model in singles[:12]:
+        one = Interpreter(model_content=model)
+        one.allocate_tensors()
+        for detail in one.get_input_details():
+            one.set_tensor(detail["index"], whole.get_tensor(values[detail["name"]]))
+        one.invoke()
+        out = one.get_output_details()[0]
+        np.testing.assert_allclose(one.get_tensor(out["index"]), whole.get_tensor(values[out["name"]]), atol=1e-5)
+
+
+def test_litert_rows_get_an_operator_profile(unisal_bundles):
+    """LiteRT XNNPACK rows say where their time goes, per operator type, like ONNX Runtime rows."""
+    from salsdk.bench.worker import profile_litert
+    from salsdk.tflite_model import op_counts
+
+    bundle = unisal_bundles / "UniSal-tflite-int8"
+    profile = profile_litert({"bundle": str(bundle), "model_file": "model.tflite", "threads": 1,
+                              "options": {"xnnpack": True}}, runs=1)
+    assert {o["op"] for o in profile["ops"]} == set(op_counts((bundle / "model.tflite").read_bytes()))
+    assert sum(o["share"] for o in profile["ops"]) == pytest.approx(1.0)
+    assert all(o["ms_per_run"] > 0 for o in profile["ops"])
+    assert profile["ops"][0]["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D")  # where a MobileNetV2's time is
+    nodes = [n["ms_per_run"] for n in profile["nodes"]]
+    assert len(nodes) == 8 and nodes == sorted(nodes, reverse=True) and "timed alone" in profile["tool"]
+
+
 def test_tiny_run_rows(tiny_run):
     from salsdk.bench.store import ResultStore
 
