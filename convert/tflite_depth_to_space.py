@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from salsdk.tflite_model import _schema, builtin_op_names, read_model, tensor_dtype, write_model
+from salsdk.tflite_model import _schema, builtin_op_names, drop_unused_tensors, read_model, tensor_dtype, write_model
 
 from .depth_to_space import dcr_order
 
@@ -243,6 +243,31 @@ class Rewriter:
         op.builtinOptions = schema.TransposeOptionsT()
         return op
 
+    def reshape(self, source: int, dest: int) -> Any:
+        """A RESHAPE of ``source`` to the shape of ``dest``."""
+        schema = _schema()
+        op = schema.OperatorT()
+        op.opcodeIndex = self.opcode(schema.BuiltinOperator.RESHAPE)
+        shape = self.g.shape(dest)
+        op.inputs, op.outputs = [source, self.new_const(np.array(shape))], [dest]
+        op.builtinOptionsType = schema.BuiltinOptions.ReshapeOptions
+        op.builtinOptions = schema.ReshapeOptionsT()
+        op.builtinOptions.newShape = shape
+        return op
+
+    def new_weight(self, like: int, value: np.ndarray, suffix: str) -> int:
+        """A constant tensor holding ``value``, of ``like``'s type, named after it with ``suffix``."""
+        schema, old = _schema(), self.g.tensor(like)
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(np.ascontiguousarray(value, dtype=tensor_dtype(old)).tobytes(), np.uint8)
+        self.g.model.buffers.append(buffer)
+        tensor = schema.TensorT()
+        tensor.shape, tensor.type, tensor.buffer = np.array(value.shape, dtype=np.int32), old.type, \
+            len(self.g.model.buffers) - 1
+        tensor.name = old.name + suffix.encode()
+        self.g.graph.tensors.append(tensor)
+        return len(self.g.graph.tensors) - 1
+
     def apply(self) -> None:
         g, model = self.g, self.g.model
         users = defaultdict(int)
@@ -267,6 +292,7 @@ class Rewriter:
                 new.inputs = [self.alias.get(int(t), int(t)) for t in new.inputs]
                 ops.append(new)
         g.graph.operators = ops
+        drop_unused_tensors(model)
 
 
 def _chains(g: Graph) -> list[tuple[list[int], int, int]]:

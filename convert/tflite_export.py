@@ -9,7 +9,8 @@ graphs it does not support (TinyHD's original 3-D graph segfaults it), which mus
 down. fp16, dynamic-range and full int8 are ai-edge-quantizer recipes on that float file
 (:mod:`salsdk.quantize.litert_int8`), calibrated on the conversion's real calibration inputs. Every file then has
 the transpose chains litert-torch makes of pixel shuffles replaced by ``DEPTH_TO_SPACE`` ops, exactly
-(:mod:`salsdk.convert.tflite_depth_to_space`). The int8-I/O file is quantized from the float file without its
+(:mod:`salsdk.convert.tflite_depth_to_space`), and int8 files have their few-channel 1x1 convolutions read
+neighbouring pixels as channels (:mod:`salsdk.convert.tflite_pointwise_fold`). The int8-I/O file is quantized from the float file without its
 final sigmoid (:func:`source_model`): its int8 output holds logits over their calibrated range, and its manifest
 tells clients to apply the sigmoid.
 
@@ -40,6 +41,7 @@ from .context import ExportContext, ExportResult
 from .formats import Format
 from .tflite_concat import split_long_concatenations
 from .tflite_depth_to_space import shuffles_to_depth_to_space
+from .tflite_pointwise_fold import fold_pointwise
 
 MODEL_FILE = "model.tflite"
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8", "int8-io")
@@ -120,7 +122,11 @@ def build(ctx: ExportContext, fmt: Format, keep_float: Sequence[str]) -> tuple[b
         content, record = source.read_bytes(), {}
     else:
         content, record = litert_int8.quantize(source, fmt.precision, ctx.data, keep_float, ctx.bias_correction)
-    return split_long_concatenations(shuffles_to_depth_to_space(content)[0])[0], record
+    content, folded = fold_pointwise(shuffles_to_depth_to_space(content)[0])
+    if folded:
+        record = {**record, "pointwise_folded": f"{folded} few-channel int8 1x1 convolutions read "
+                  "neighbouring pixels as channels (block-diagonal weights, same int8 values)"}
+    return split_long_concatenations(content)[0], record
 
 
 def tensor_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:

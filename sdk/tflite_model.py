@@ -201,24 +201,50 @@ def saliency_logits(content: Content) -> Content:
     logits, output = op.inputs[0], op.outputs[0]
     named = logits if map_output == output else map_output
     graph.tensors[named].name = SALIENCY_LOGITS.encode()
+    for reader in graph.operators:  # what read the sigmoid's output reads its input
+        reader.inputs = [logits if i == output else i for i in reader.inputs]
+    graph.outputs = [logits if i == output else i for i in graph.outputs]
+    for signature in model.signatureDefs or []:
+        for entry in [*(signature.inputs or []), *(signature.outputs or [])]:
+            entry.tensorIndex = logits if entry.tensorIndex == output else entry.tensorIndex
     del graph.operators[index]
-    # the sigmoid's output tensor goes too (tools that walk every tensor, the quantizer's calibration among them,
-    # fail on one that no op produces): indices above it shift down by one, and its readers read the logits
-    del graph.tensors[output]
+    drop_unused_tensors(model)
+    return write_model(model)
+
+
+def drop_unused_tensors(model: Any) -> None:
+    """Remove the tensors of the main subgraph that no operator, graph input or output refers to, and the
+    buffers only they held, renumbering the rest (signatures included).
+
+    Graph rewrites leave such tensors behind (an op's old output, a replaced weight); tools that walk every
+    tensor fail on one that no op produces (ai-edge-quantizer's calibration: "Tensor data is null"), and a dropped
+    weight's buffer would still be stored in the file.
+    """
+    graph = model.subgraphs[0]
+    refs = [*graph.inputs, *graph.outputs]
+    for op in graph.operators:
+        refs += [*op.inputs, *op.outputs, *(op.intermediates if op.intermediates is not None else [])]
+    kept = sorted({int(i) for i in refs if i >= 0})
+    new = {old: k for k, old in enumerate(kept)}
 
     def moved(i: int) -> int:
-        return logits - (logits > output) if i == output else i - (i > output)
+        return new[int(i)] if i >= 0 else int(i)
 
+    graph.tensors = [graph.tensors[i] for i in kept]
     for op in graph.operators:
-        op.inputs = [moved(i) if i >= 0 else i for i in op.inputs]
+        op.inputs = [moved(i) for i in op.inputs]
         op.outputs = [moved(i) for i in op.outputs]
         op.intermediates = [moved(i) for i in op.intermediates] if op.intermediates is not None else None
     graph.inputs = [moved(i) for i in graph.inputs]
     graph.outputs = [moved(i) for i in graph.outputs]
     for signature in model.signatureDefs or []:
-        for entry in [*(signature.inputs or []), *(signature.outputs or [])]:
-            entry.tensorIndex = moved(entry.tensorIndex)
-    return write_model(model)
+        if signature.subgraphIndex == 0:
+            for entry in [*(signature.inputs or []), *(signature.outputs or [])]:
+                entry.tensorIndex = moved(entry.tensorIndex)
+    held = {0} | {t.buffer for sub in model.subgraphs for t in sub.tensors} | {m.buffer for m in model.metadata or []}
+    for index, buffer in enumerate(model.buffers):
+        if index not in held:
+            buffer.data = None  # an empty buffer: indices of the others stay as they are
 
 
 def name_io_tensors(content: Content) -> Content:

@@ -224,3 +224,53 @@ def test_tflite_long_concatenations_become_trees_the_xnnpack_delegate_takes():
         assert count == 2 and longest(split) <= MAX_INPUTS and partitions(split) == 1
         np.testing.assert_array_equal(_tflite_run(split, x)[0], _tflite_run(original, x)[0])
         assert split_long_concatenations(split) == (split, 0)
+
+
+class FewChannels(nn.Module):
+    """1x1 convolutions with few channels (folded in an int8 file), one wide enough not to be, a strided one and a
+    3x3 one (never folded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 6, 3, padding=1)
+        self.narrow = nn.ModuleList([nn.Conv2d(6, 12, 1), nn.Conv2d(12, 40, 1), nn.Conv2d(40, 64, 1),
+                                     nn.Conv2d(64, 2, 1)])
+        self.strided = nn.Conv2d(2, 4, 1, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu6(self.stem(x))
+        for conv in self.narrow:
+            x = F.relu6(conv(x))
+        return self.strided(x)
+
+
+def test_tflite_few_channel_int8_pointwise_convs_fold_with_identical_outputs():
+    """The int8 file's 1x1 convolutions whose smaller channel count is under MIN_CHANNELS read 2-8 neighbouring
+    pixels as channels: block-diagonal weights with the same per-channel quantization, one RESHAPE on each side,
+    bit-identical outputs; the 40 -> 64, strided and 3x3 convolutions and every float convolution stay."""
+    from salsdk.convert.tflite_pointwise_fold import MIN_CHANNELS, fold_factor, fold_pointwise
+    from salsdk.tflite_model import op_counts, read_model, tensor_name
+
+    assert MIN_CHANNELS == 32 and fold_factor(6, 12, 16) == 8 and fold_factor(12, 40, 16) == 4
+    assert fold_factor(40, 64, 16) == 1 and fold_factor(64, 2, 16) == 8 and fold_factor(2, 4, 6) == 2
+    torch.manual_seed(0)
+    content = _litert(FewChannels(), (2, 3, 8, 16), outputs=1)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 8, 16, 3), dtype=np.float32)
+    int8 = _int8(content, (2, 8, 16, 3), rng)
+    assert fold_pointwise(content) == (content, 0)  # float convolutions stay
+    folded, count = fold_pointwise(int8)
+    assert count == 3
+    before, after = op_counts(int8), op_counts(folded)
+    assert after["CONV_2D"] == before["CONV_2D"] and after["RESHAPE"] == before.get("RESHAPE", 0) + 2 * count
+    np.testing.assert_array_equal(_tflite_run(folded, x)[0], _tflite_run(int8, x)[0])
+    graph = read_model(folded).subgraphs[0]
+    wide = {tensor_name(graph, int(t)): graph.tensors[t] for op in graph.operators for t in op.inputs[1:2]
+            if tensor_name(graph, int(t)).endswith("/fold")}
+    assert sorted(tuple(t.shape) for t in wide.values()) == [(16, 1, 1, 512), (96, 1, 1, 48), (160, 1, 1, 48)]
+    for weight in wide.values():  # each block keeps its output channels' scales
+        scales = np.asarray(weight.quantization.scale)
+        blocks = scales.reshape(-1, len(scales) // {16: 8, 96: 8, 160: 4}[len(scales)])
+        assert (blocks == blocks[0]).all()
+    outputs = {tensor_name(graph, int(op.outputs[0])) for op in graph.operators}
+    assert sum(name.endswith("/fold_out") for name in outputs) == count  # named after the convolution's output
