@@ -55,16 +55,21 @@ def test_temporal_taps_and_padding_are_exact():
         conv = torch.nn.Conv3d(8, 8, (kt, 3, 3), (st, 2, 2), (pt, 1, 1), groups=groups, bias=False)
         norm = torch.nn.BatchNorm3d(8).eval()
         norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.5, 2), norm.bias.data.uniform_(-1, 1)
-        x = torch.randn(2, 8, frames, 12, 10)
         layer = FramewiseConv3d(conv, norm, frames)
-        with torch.no_grad():
-            expected = norm(conv(x))
-            got = layer(x.transpose(1, 2).reshape(-1, 8, 12, 10))
-        got = got.reshape(2, -1, 8, 6, 5).transpose(1, 2)
-        assert got.shape == expected.shape, (kt, st, pt, frames)
-        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+        for batch in (2, 1):  # one clip: frame selections are slices, zero frames are computed
+            x = torch.randn(batch, 8, frames, 12, 10)
+            with torch.no_grad():
+                expected = norm(conv(x))
+                got = layer(x.transpose(1, 2).reshape(-1, 8, 12, 10))
+            got = got.reshape(batch, -1, 8, 6, 5).transpose(1, 2)
+            assert got.shape == expected.shape, (kt, st, pt, frames)
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
         if frames == 1 and kt == 3:
             assert len(layer.taps) == 1  # taps that only ever read the zero padding are dropped
+        if groups == 1 and kt > 1:  # a dense layer reads its taps stacked as channels, no zero frames
+            assert not layer.taps
+            assert [conv.in_channels for conv in layer.stacked] == [8 * len(taps) for _, _, taps in layer.ranges]
+            assert sum(count for _, count, _ in layer.ranges) == layer.frames_out
 
 
 def test_batchnorm_folding_and_concat_tree():

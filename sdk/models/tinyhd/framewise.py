@@ -13,7 +13,11 @@ convolution per channel (thousands of ops that no delegate accelerates). :func:`
   that converters fuse with the ReLU6 after it (zero-padding the batch axis instead costs litert-torch a
   TRANSPOSE on each side of every pad: 207 TRANSPOSEs in TinyHD-S x1/4 against 91, all in pixel shuffles).
   One-tap kernels ((1,1,1), (1,k,k)) are a single 2-D convolution on all frames; a tap that only ever reads
-  padding is dropped;
+  padding is dropped. A full (not depthwise) convolution with several taps (TinyHD's 3x3x3 stem) is instead one
+  2-D convolution over its taps' frames stacked as channels, one per run of output frames that read the same
+  taps (the stem's first output frame reads two: a 6-channel convolution on one frame, then 9 channels on seven):
+  XNNPACK's int8 kernels run one convolution on 9 channels about as fast as one on 3 (TinyHD-S x1/4 int8
+  57.5 -> 53.9 ms, fp32 unchanged). No zero frames: litert-torch would store one as a constant;
 * the BatchNorm that follows each convolution is folded into its weights (eval-mode statistics);
 * per-frame pixel shuffle is ``pixel_shuffle`` on the frames, x2 trilinear up-sampling in space is bilinear
   (``align_corners=True``) per frame, and x2 trilinear up-sampling in time is a bilinear resize of the tensor
@@ -107,7 +111,8 @@ def fold_batchnorm(conv: nn.Conv3d, norm: nn.BatchNorm3d | None) -> tuple[Tensor
 
 
 class FramewiseConv3d(nn.Module):
-    """A ``Conv3d`` (with its BatchNorm folded in) on folded clips: one ``Conv2d`` per temporal tap.
+    """A ``Conv3d`` (with its BatchNorm folded in) on folded clips: one ``Conv2d`` per temporal tap, or for a full
+    convolution with several taps ``stacked`` ``Conv2d`` over the taps' frames stacked as channels (``ranges``).
 
     ``frames_in`` is the fixed number of frames per clip this layer receives; ``placements[i]`` says which output
     frames tap ``taps[i]`` produces: ``(first_out, count, first_in)``, reading input frames
@@ -121,9 +126,14 @@ class FramewiseConv3d(nn.Module):
         if conv.dilation[0] != 1 or isinstance(conv.padding, str):
             raise ValueError(f"FramewiseConv3d needs temporal dilation 1 and numeric padding, got {conv}")
         weight, bias = fold_batchnorm(conv, norm)
-        self.frames_in, self.stride = frames_in, st
+        self.frames_in, self.stride, self.padding = frames_in, st, pt
         self.frames_out = (frames_in + 2 * pt - kt) // st + 1
         self.placements: list[tuple[int, int, int]] = []
+        self.ranges: list[tuple[int, int, list[int]]] = []  # stacked taps: (first output frame, count, taps read)
+        self.stacked, self.taps, self.bias_tap, self.bias = nn.ModuleList(), nn.ModuleList(), None, None
+        if conv.groups == 1 and kt > 1:
+            self._stack_taps(conv, weight, bias)
+            return
         for j in range(kt):
             valid = [t for t in range(self.frames_out) if 0 <= t * st - pt + j < frames_in]
             if valid:  # else this tap only ever reads the zero padding
@@ -132,27 +142,41 @@ class FramewiseConv3d(nn.Module):
         if full:  # the sum starts from a tap that covers every output frame; the others are added to frame ranges
             self.placements.insert(0, self.placements.pop(full[0]))
         self.bias_tap = 0 if full and bias is not None else None
-        taps = []
         for i, (first_out, _, first_in) in enumerate(self.placements):
-            j = first_in - first_out * st + pt
-            tap = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size[1:], conv.stride[1:],
-                            conv.padding[1:], conv.dilation[1:], conv.groups, bias=i == self.bias_tap)
-            tap.weight.data.copy_(weight[:, :, j])
-            if i == self.bias_tap:
-                tap.bias.data.copy_(bias)
-            taps.append(tap)
-        self.taps = nn.ModuleList(taps)
-        unplaced = bias is not None and self.bias_tap is None
-        self.bias = nn.Parameter(bias, requires_grad=False) if unplaced else None
+            tap = _conv2d(conv, conv.in_channels, weight[:, :, first_in - first_out * st + pt],
+                          bias if i == self.bias_tap else None)
+            self.taps.append(tap)
+        if bias is not None and self.bias_tap is None:
+            self.bias = nn.Parameter(bias, requires_grad=False)
+
+    def _stack_taps(self, conv: nn.Conv3d, weight: Tensor, bias: Tensor | None) -> None:
+        """A full convolution: for each run of output frames that read the same taps (the clip's ends miss the
+        taps that would read padding), one ``Conv2d`` over those taps' frames stacked as channels."""
+        kt, st, pt = conv.kernel_size[0], self.stride, self.padding
+        for t in range(self.frames_out):
+            taps = [j for j in range(kt) if 0 <= t * st - pt + j < self.frames_in]
+            if self.ranges and self.ranges[-1][2] == taps:
+                first, count, _ = self.ranges[-1]
+                self.ranges[-1] = (first, count + 1, taps)
+            else:
+                self.ranges.append((t, 1, taps))
+        for _, _, taps in self.ranges:
+            stacked = torch.cat([weight[:, :, j] for j in taps], dim=1)
+            self.stacked.append(_conv2d(conv, conv.in_channels * len(taps), stacked, bias))
 
     def forward(self, x: Tensor) -> Tensor:
         batch = x.shape[0] // self.frames_in
+        if self.ranges:
+            parts = []
+            for layer, (first, count, taps) in zip(self.stacked, self.ranges):
+                start = first * self.stride - self.padding
+                reads = [self._frames(x, batch, start + j, count) for j in taps]
+                parts.append(layer(torch.cat(reads, dim=1) if len(reads) > 1 else reads[0]))
+            return _cat_frames(parts, batch)
         out: Tensor | None = None
         rest: tuple[Tensor, int] | None = None  # with one clip: the sum of the taps after the first, from a frame
         for tap, (first_out, count, first_in) in zip(self.taps, self.placements):
-            whole = first_in == 0 and count == self.frames_in and self.stride == 1
-            picked = slice(first_in, first_in + self.stride * (count - 1) + 1, self.stride)
-            y = tap(x if whole else _select(x, batch, self.frames_in, picked))
+            y = tap(self._frames(x, batch, first_in, count))
             if out is not None and batch == 1:
                 merged = _sum_frame_ranges(*rest, y, first_out) if rest else (y, first_out)
                 if merged is None:  # a gap between the frame ranges: add what is summed so far
@@ -165,6 +189,32 @@ class FramewiseConv3d(nn.Module):
         if rest is not None:  # a whole-clip sum ends in an ADD, which converters fuse with the ReLU6 after it
             out = out + rest[0] if rest[0].shape[0] == self.frames_out else _sum_frame_ranges(out, 0, *rest)[0]
         return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+
+    def _frames(self, x: Tensor, batch: int, first: int, count: int) -> Tensor:
+        """Input frames ``first, first + stride, ...`` (``count`` of them) of every clip."""
+        if first == 0 and count == self.frames_in and self.stride == 1:
+            return x
+        return _select(x, batch, self.frames_in, slice(first, first + self.stride * (count - 1) + 1, self.stride))
+
+
+def _conv2d(like: nn.Conv3d, in_channels: int, weight: Tensor, bias: Tensor | None) -> nn.Conv2d:
+    """A ``Conv2d`` with the spatial geometry of ``like`` holding ``weight`` and ``bias``."""
+    conv = nn.Conv2d(in_channels, like.out_channels, like.kernel_size[1:], like.stride[1:], like.padding[1:],
+                     like.dilation[1:], like.groups, bias=bias is not None)
+    conv.weight.data.copy_(weight)
+    if bias is not None:
+        conv.bias.data.copy_(bias)
+    return conv
+
+
+def _cat_frames(parts: Sequence[Tensor], batch: int) -> Tensor:
+    """Runs of consecutive frames of every clip, in order, joined into whole clips."""
+    if len(parts) == 1:
+        return parts[0]
+    if batch == 1:
+        return concat(parts, dim=0)
+    clips = [p.reshape(batch, -1, *p.shape[1:]) for p in parts]
+    return torch.cat(clips, dim=1).reshape(-1, *parts[0].shape[1:])
 
 
 class FramewiseOps(ClipOps):
