@@ -136,7 +136,7 @@ def test_tflite_shuffle_chains_become_depth_to_space_with_identical_outputs():
     """fp32 and full int8 files: the foldable shuffles lose their transposes, outputs stay the same (fp32: to
     float rounding; the int8 file moves the same int8 values); the input's own shuffle keeps its transposes."""
     from salsdk.convert.tflite_depth_to_space import shuffles_to_depth_to_space
-    from salsdk.tflite_model import op_counts
+    from salsdk.tflite_model import op_counts, read_model
 
     torch.manual_seed(0)
     content = _litert(ChannelsLastShuffles(), (1, 3, 8, 10))
@@ -156,6 +156,10 @@ def test_tflite_shuffle_chains_become_depth_to_space_with_identical_outputs():
             else:
                 np.testing.assert_array_equal(got, want)
     assert shuffles_to_depth_to_space(rewritten) == (rewritten, 0)  # nothing left that can be folded
+    graph = read_model(rewritten).subgraphs[0]  # no tensor left behind that no op produces or reads
+    used = {int(t) for op in graph.operators for t in [*op.inputs, *op.outputs] if t >= 0}
+    assert used | {int(t) for t in graph.inputs} == set(range(len(graph.tensors)))
+    _int8(shuffles_to_depth_to_space(content)[0], (1, 8, 10, 3), rng)  # so ai-edge-quantizer can calibrate it
 
 
 class TimeBlendShuffles(nn.Module):
