@@ -1,8 +1,9 @@
 """The 3-D-convolution-free TinyHD export graph (salsdk.models.tinyhd.framewise) is the same function.
 
 All six variants with random (well-conditioned) weights at batches of 1 and 2, each temporal configuration against
-nn.Conv3d, and the exported ONNX graph: no 3-D convolution, no 5-D tensor after the input. Both public x1/4
-checkpoints are checked in test_tinyhd_arch.py (test_rewrite_reproduces_the_official_checkpoints).
+nn.Conv3d, the few-channel blocks run with frames beside channels, and the exported ONNX graph: no 3-D
+convolution, no 5-D tensor after the input. Both public x1/4 checkpoints are checked in test_tinyhd_arch.py
+(test_rewrite_reproduces_the_official_checkpoints).
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import torch
 
 from salsdk.metrics import cc
 from salsdk.models.tinyhd.zoo import TINYHD_FRAMES
-from salsdk.models.tinyhd.framewise import FramewiseConv3d, concat, fold_batchnorm, framewise_tinyhd
+from salsdk.models.tinyhd.framewise import (FramesAsChannelsBlock, FramewiseConv3d, concat, fold_batchnorm,
+                                            framewise_tinyhd)
 from salsdk.registry import get_entry
 from salsdk.standins import build_untrained
 
@@ -70,6 +72,32 @@ def test_temporal_taps_and_padding_are_exact():
             assert not layer.taps
             assert [conv.in_channels for conv in layer.stacked] == [8 * len(taps) for _, _, taps in layer.ranges]
             assert sum(count for _, count, _ in layer.ranges) == layer.frames_out
+
+
+def test_few_channel_blocks_run_with_frames_beside_channels():
+    """TinyHD-M's full-resolution blocks with 4 hidden channels on 16 frames (aggregator 33, 35, 36) run as
+    (N, T*C, H, W): block-diagonal 1x1 convolutions, depthwise taps on all frames at once, the temporal sum as
+    channel shifts. Same function (batches of 1 and 2, the clip's first and last frames included); TinyHD-S has no
+    such block and keeps its graph."""
+    from salsdk.models.tinyhd.network import T_KEEP, InvertedResidual3d
+
+    torch.manual_seed(0)
+    block = InvertedResidual3d(2, 3, 1, 2, T_KEEP, residual=False).eval()
+    for norm in (m for m in block.modules() if isinstance(m, torch.nn.BatchNorm3d)):
+        norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.5, 2), norm.bias.data.uniform_(-1, 1)
+    assert FramesAsChannelsBlock.applies(block, 16) and not FramesAsChannelsBlock.applies(block, 1)
+    wide = InvertedResidual3d(8, 8, 1, 2, T_KEEP, residual=False)  # 16 hidden channels fill XNNPACK's lanes
+    assert not FramesAsChannelsBlock.applies(wide, 16)
+    rewritten = FramesAsChannelsBlock(block, 16)
+    for batch in (1, 2):
+        x = torch.randn(batch, 2, 16, 12, 10)
+        with torch.no_grad():
+            expected = block(x)
+            got = rewritten(x.transpose(1, 2).reshape(-1, 2, 12, 10)).reshape(batch, 16, 3, 12, 10).transpose(1, 2)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    chosen = {name: [i for i, b in enumerate(framewise_tinyhd(build_untrained(name)).aggregator.aggregate_adapter)
+                     if isinstance(b, FramesAsChannelsBlock)] for name in ("TinyHD-S-x0.25", "TinyHD-M-x0.25")}
+    assert chosen == {"TinyHD-S-x0.25": [], "TinyHD-M-x0.25": [33, 35, 36]}
 
 
 def test_batchnorm_folding_and_concat_tree():
