@@ -7,6 +7,7 @@ convolution, no 5-D tensor after the input. Both public x1/4 checkpoints are che
 """
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -16,8 +17,9 @@ import torch
 
 from salsdk.metrics import cc
 from salsdk.models.tinyhd.zoo import TINYHD_FRAMES
-from salsdk.models.tinyhd.framewise import (FramesAsChannelsBlock, FramewiseConv3d, concat, fold_batchnorm,
-                                            framewise_tinyhd)
+from salsdk.models.tinyhd.framewise import (POINTWISE_CHAINS, FramesAsChannelsBlock, FramewiseConv3d, concat,
+                                            _replace_convs, fold_batchnorm, framewise_tinyhd,
+                                            merge_pointwise_pair)
 from salsdk.registry import get_entry
 from salsdk.standins import build_untrained
 
@@ -98,6 +100,50 @@ def test_few_channel_blocks_run_with_frames_beside_channels():
     chosen = {name: [i for i, b in enumerate(framewise_tinyhd(build_untrained(name)).aggregator.aggregate_adapter)
                      if isinstance(b, FramesAsChannelsBlock)] for name in ("TinyHD-S-x0.25", "TinyHD-M-x0.25")}
     assert chosen == {"TinyHD-S-x0.25": [], "TinyHD-M-x0.25": [33, 35, 36]}
+
+
+def test_project_and_next_expand_merge_into_one_pointwise_conv():
+    """A block's 1x1 project and the next block's 1x1 expand, with or without the pixel shuffle between them, are
+    one 1x1 conv + ReLU6: same function as the 3-D blocks, one 1x1 convolution fewer per merged pair; blocks whose
+    channels do not line up are refused; the zoo's TinyHD graphs merge every pair of POINTWISE_CHAINS."""
+    from salsdk.models.tinyhd.network import T_KEEP, T_ONE, InvertedResidual3d
+
+    def per_frame(fn, y):  # (N, C, T, H, W) -> fn on (N*T, C, H, W) -> back
+        n, c, t, h, w = y.shape
+        out = fn(y.transpose(1, 2).reshape(n * t, c, h, w))
+        return out.reshape(n, t, *out.shape[1:]).transpose(1, 2)
+
+    def pointwise(module):
+        return sum(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) for m in module.modules())
+
+    torch.manual_seed(0)
+    for shuffle in (1, 2):
+        first = InvertedResidual3d(5, 6 * shuffle * shuffle, 1, 2, T_KEEP, residual=False).eval()
+        second = InvertedResidual3d(6, 3, 1, 2, T_ONE, residual=False).eval()
+        for norm in (m for b in (first, second) for m in b.modules() if isinstance(m, torch.nn.BatchNorm3d)):
+            norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.5, 2), norm.bias.data.uniform_(-1, 1)
+        x = torch.randn(2, 5, 4, 6, 8)
+        up = (lambda y: torch.nn.functional.pixel_shuffle(y, shuffle)) if shuffle > 1 else (lambda y: y)
+        merged = [copy.deepcopy(first), copy.deepcopy(second)]
+        merge_pointwise_pair(*merged, shuffle)
+        for block in merged:
+            _replace_convs(block, {"conv.0.0": 4, "conv.1.0": 4, "conv.2": 4})
+        with torch.no_grad():
+            expected = second(per_frame(up, first(x)))
+            got = per_frame(lambda y: merged[1](up(merged[0](y))), x)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+        assert isinstance(merged[1].conv[0], torch.nn.Identity)
+        assert pointwise(merged[0]) + pointwise(merged[1]) == 3  # expand, merged, project (was 4)
+    with pytest.raises(ValueError, match="sub-pixels"):
+        merge_pointwise_pair(InvertedResidual3d(5, 7, 1, 2, T_KEEP, residual=False),
+                             InvertedResidual3d(6, 3, 1, 2, T_ONE, residual=False), 2)
+    for name in ("TinyHD-S-x0.25", "TinyHD-M-x1"):
+        model = build_untrained(name)
+        blocks = framewise_tinyhd(model).aggregator.aggregate_adapter
+        assert all(isinstance(blocks[consumer].conv[0], torch.nn.Identity) for _, consumer, _ in POINTWISE_CHAINS)
+        original = sum(isinstance(m, torch.nn.Conv3d) and m.kernel_size == (1, 1, 1)
+                       for m in model.aggregator.modules())
+        assert pointwise(blocks) == original - len(POINTWISE_CHAINS)
 
 
 def test_batchnorm_folding_and_concat_tree():
