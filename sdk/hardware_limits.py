@@ -37,49 +37,49 @@ def best_rate(fn, flops: float, min_seconds: float) -> float:
             return best
 
 
-def _onnxruntime_matmul(a, b, threads: int | None):
-    """A one-node ONNX MatMul session (ONNX Runtime's MLAS GEMM), or None without onnx/onnxruntime."""
+def _onnxruntime_session(op: str, types: tuple[str, str, str], n: int, threads: int | None):
+    """A one-node ONNX session computing ``c = op(a, b)`` on n x n matrices of ``types`` (ONNX element type names
+    of a, b and c) and ONNX Runtime's version, or None without onnx/onnxruntime."""
     try:
         import onnxruntime as ort
         from onnx import TensorProto, helper
     except ImportError:
         return None
-    n = a.shape[0]
-    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
-                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in ("a", "b")],
-                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    a, b, c = (getattr(TensorProto, t) for t in types)
+    inputs = [helper.make_tensor_value_info(name, kind, [n, n]) for name, kind in (("a", a), ("b", b))]
+    graph = helper.make_graph([helper.make_node(op, ["a", "b"], ["c"])], op.lower(), inputs,
+                              [helper.make_tensor_value_info("c", c, [n, n])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = min(model.ir_version, 9)
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return f"onnxruntime {ort.__version__} MatMul (MLAS, {threads or 'default'} threads)", \
+    return session, ort.__version__
+
+
+def _onnxruntime_matmul(a, b, threads: int | None):
+    """A one-node ONNX MatMul session (ONNX Runtime's MLAS GEMM), or None without onnx/onnxruntime."""
+    made = _onnxruntime_session("MatMul", ("FLOAT", "FLOAT", "FLOAT"), a.shape[0], threads)
+    if made is None:
+        return None
+    session, version = made
+    return f"onnxruntime {version} MatMul (MLAS, {threads or 'default'} threads)", \
         lambda: session.run(None, {"a": a, "b": b})
 
 
 def _onnxruntime_int8_matmul(n: int, threads: int | None):
     """A one-node ONNX ``MatMulInteger`` session (uint8 x int8 -> int32), or None without onnx/onnxruntime."""
-    try:
-        import numpy as np
-        import onnxruntime as ort
-        from onnx import TensorProto, helper
-    except ImportError:
+    import numpy as np
+
+    made = _onnxruntime_session("MatMulInteger", ("UINT8", "INT8", "INT32"), n, threads)
+    if made is None:
         return None
-    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["c"])], "gemm_int8",
-                              [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]),
-                               helper.make_tensor_value_info("b", TensorProto.INT8, [n, n])],
-                              [helper.make_tensor_value_info("c", TensorProto.INT32, [n, n])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = min(model.ir_version, 9)
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session, version = made
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (n, n), dtype=np.uint8)
     b = rng.integers(-128, 128, (n, n), dtype=np.int8)
-    return (f"onnxruntime {ort.__version__} MatMulInteger (MLAS int8, {threads or 'default'} threads)",
+    return (f"onnxruntime {version} MatMulInteger (MLAS int8, {threads or 'default'} threads)",
             lambda: session.run(None, {"a": a, "b": b}))
 
 

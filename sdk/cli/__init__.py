@@ -24,6 +24,14 @@ def _module(name: str):
     return importlib.import_module(f"salsdk.cli.{name}")
 
 
+def add_weights_source(parser: argparse.ArgumentParser,
+                       weights_help: str = "checkpoint path (default: the official one from the cache)") -> None:
+    """Where a zoo model's weights come from: ``--weights PATH`` or ``--random-init``, not both."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--weights", help=weights_help)
+    source.add_argument("--random-init", action="store_true", help="untrained model with seeded random weights")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (every subcommand module is imported)."""
     from .. import __version__

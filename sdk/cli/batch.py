@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_weights_source
+
 HELP = "saliency over large collections (resumable; local worker processes or Ray Data)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", help="images, videos, folders, glob patterns, or .txt/.csv/.parquet lists")
     parser.add_argument("--model", required=True, help="zoo model name or a bundle folder")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--weights", help="checkpoint path for a zoo model (default: the official one)")
-    source.add_argument("--random-init", action="store_true", help="untrained model with seeded random weights")
+    add_weights_source(parser, "checkpoint path for a zoo model (default: the official one)")
     parser.add_argument("--out", required=True, help="output folder: maps/, index.parquet")
     parser.add_argument("--engine", choices=["local", "ray"], default="local", help="local (default) or ray")
     parser.add_argument("--workers", type=int, default=1, help="worker processes or Ray actors (default 1)")

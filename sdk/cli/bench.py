@@ -19,6 +19,8 @@ from pathlib import Path
 
 from salsdk.errors import InputError
 
+from . import add_weights_source
+
 HELP = "latency, memory, size and MACs per format and runtime, against the papers"
 
 ACTIONS = ("run", "claims", "import", "report", "plan")
@@ -31,9 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="*",
                         help="for import: benchmark_model output files, Android demo JSON or the web page's JSON")
     parser.add_argument("--model", help="zoo model name (bundles are converted on the fly and cached)")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--weights", help="checkpoint path (default: the official one from the cache)")
-    source.add_argument("--random-init", action="store_true", help="untrained model with seeded random weights")
+    add_weights_source(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of --random-init (default 0)")
     parser.add_argument("--bundles", nargs="+", type=Path, metavar="DIR",
                         help="bundle folders, or folders of bundles, to benchmark (or to enrich imports/plan)")

@@ -13,6 +13,8 @@ from pathlib import Path
 from salsdk.convert.formats import select_formats
 from salsdk.errors import InputError
 
+from . import add_weights_source
+
 HELP = "convert a zoo model into verified ONNX / TFLite / CoreML bundles (default: all formats, into out/)"
 DEFAULT_OUT = "out"
 
@@ -20,9 +22,7 @@ DEFAULT_OUT = "out"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``salsdk convert``."""
     parser.add_argument("--model", required=True, help="zoo model name (see `salsdk list`)")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--weights", help="checkpoint path (default: the official one, downloaded on first use)")
-    source.add_argument("--random-init", action="store_true", help="untrained model with seeded random weights")
+    add_weights_source(parser, "checkpoint path (default: the official one, downloaded on first use)")
     parser.add_argument("--format", default="all",
                         help="onnx,tflite,coreml,pte or all (default), or format keys such as tflite-int8")
     parser.add_argument("--int8", action="store_true", help="also make int8 artifacts (calibrated, gated)")

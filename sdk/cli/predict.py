@@ -19,6 +19,8 @@ from salsdk.errors import InputError
 from salsdk.imageio import IMAGE_SUFFIXES, is_video_path, load_image
 from salsdk.postprocess import PostprocessOptions, overlay, to_uint8
 
+from . import add_weights_source
+
 HELP = "predict saliency maps and overlays for images, folders and videos"
 
 
@@ -26,9 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``salsdk predict``."""
     parser.add_argument("inputs", nargs="+", help="images, folders of images, or videos (video models)")
     parser.add_argument("--model", required=True, help="zoo model name (see `salsdk list`) or a bundle folder")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--weights", help="checkpoint path (default: the official one from the cache)")
-    source.add_argument("--random-init", action="store_true", help="untrained model with seeded random weights")
+    add_weights_source(parser)
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--no-overlay", action="store_true", help="write only the maps")
     parser.add_argument("--smooth", type=float, default=0.0, help="Gaussian sigma as a fraction of the longer side")
