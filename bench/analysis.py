@@ -59,8 +59,9 @@ def layer_type(module) -> str | None:
 
 
 #: bytes per element (activations, weights) an artifact of each precision moves; int8 ones move 1-byte tensors,
-#: dynamic-range ones float activations and int8 weights, fp16 ones (float compute on CPUs) fp16 weights
-ELEMENT_BYTES = {"fp32": (4, 4), "fp16": (4, 2), "int8": (1, 1), "int8-io": (1, 1), "int8-dynamic": (4, 1),
+#: dynamic-range ones float activations and int8 weights, fp16 ones (float compute on CPUs) fp16 weights, bf16
+#: ones (OpenVINO's bf16 inference) bf16 tensors and weights
+ELEMENT_BYTES = {"fp32": (4, 4), "fp16": (4, 2), "bf16": (2, 2), "int8": (1, 1), "int8-io": (1, 1), "int8-dynamic": (4, 1),
                  "w8": (2, 1)}
 
 

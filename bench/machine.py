@@ -9,10 +9,11 @@ import socket
 from functools import lru_cache
 from typing import Any
 
-from salsdk.hardware_limits import best_rate, gemm_peak, int8_gemm_peak, memory_bandwidth, usable_cores
+from salsdk.hardware_limits import (best_rate, bf16_gemm_peak, gemm_peak, int8_gemm_peak, memory_bandwidth,
+                                    usable_cores)
 
-__all__ = ["cpu_model", "gemm_peak", "gpu_gemm_peak", "int8_gemm_peak", "isa_flags", "machine_info", "machine_id",
-           "machine_summary", "memory_bandwidth", "usable_cores"]
+__all__ = ["bf16_gemm_peak", "cpu_model", "gemm_peak", "gpu_gemm_peak", "int8_gemm_peak", "isa_flags", "machine_info",
+           "machine_id", "machine_summary", "memory_bandwidth", "usable_cores"]
 
 
 def cpu_model() -> str:
@@ -110,6 +111,7 @@ def machine_info(threads: int | None = None, measure_peak: bool = True) -> dict[
     if measure_peak:
         info["gemm"] = gemm_peak(threads)
         info["gemm_int8"] = int8_gemm_peak(threads)
+        info["gemm_bf16"] = bf16_gemm_peak(threads)
         info["memory"] = memory_bandwidth()
         if info["gpu"]:
             info["gpu_gemm"] = gpu_gemm_peak()
@@ -133,6 +135,8 @@ def machine_summary(info: dict[str, Any]) -> str:
         text += f", fp32 GEMM {info['gemm']['gflops']:.0f} GFLOP/s"
     if info.get("gemm_int8"):
         text += f", int8 GEMM {info['gemm_int8']['gops']:.0f} GOP/s"
+    if info.get("gemm_bf16"):
+        text += f", bf16 GEMM {info['gemm_bf16']['gflops']:.0f} GFLOP/s"
     if info.get("memory"):
         text += f", memory {info['memory']['gb_per_s']:.0f} GB/s"
     if info.get("gpu"):

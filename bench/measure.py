@@ -27,7 +27,7 @@ from typing import Any, Callable
 from .schema import BenchResult, latency_stats
 from .worker import MARKER
 
-DEFAULT_FORMATS = ("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8")
+DEFAULT_FORMATS = ("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8", "openvino-bf16")
 REFERENCE_FORMAT = "pytorch-fp32"
 Log = Callable[[str], None]
 
@@ -47,7 +47,7 @@ class BenchConfig:
     sizes: list[tuple[int, int]] | None = None  # None: the model's native size (+ 480x640 for KDSalBox)
     threads: list[int] = field(default_factory=list)  # empty: all usable cores
     formats: tuple[str, ...] = DEFAULT_FORMATS
-    runtimes: tuple[str, ...] | None = None  # filter: pytorch, onnxruntime, litert, coreml (None: all)
+    runtimes: tuple[str, ...] | None = None  # filter: pytorch, onnxruntime, litert, coreml, executorch, openvino
     warmup: int = 3
     runs: int = 20
     max_seconds: float = 20.0  # per measurement; at least ``min_runs`` runs are always timed
@@ -426,8 +426,8 @@ def fill_row(row: BenchResult, result: dict[str, Any]) -> BenchResult:
     if not result.get("ok"):
         row.status = "failed"
         row.error = result.get("error", "unknown error")
-        missing = re.search(r"No module named '(salsdk\.runtimes\.\w+|ai_edge_litert|tflite_runtime|coremltools)'",
-                            row.error)
+        engines = r"salsdk\.runtimes\.\w+|ai_edge_litert|tflite_runtime|coremltools|executorch|openvino"
+        missing = re.search(rf"No module named '({engines})'", row.error)
         if missing:
             row.status, row.error = "skipped", f"{row.runtime} is not available here ({missing.group(1)} missing)"
         row.extra["traceback"] = result.get("traceback", "")
@@ -542,11 +542,12 @@ def benchmark(config: BenchConfig, progress: bool = True, log: Log = _stderr) ->
 def remeasure_peak(machines: dict[int | None, dict[str, Any]], rows: list[BenchResult]) -> None:
     """Measure the GEMM peaks and the memory bandwidth again after the run and keep the higher of each (a busy
     moment only lowers them)."""
-    from .machine import gemm_peak, int8_gemm_peak, machine_summary, memory_bandwidth
+    from .machine import bf16_gemm_peak, gemm_peak, int8_gemm_peak, machine_summary, memory_bandwidth
 
     for threads, machine in machines.items():
         for key, measure, unit in (("gemm", lambda: gemm_peak(threads), "gflops"),
                                    ("gemm_int8", lambda: int8_gemm_peak(threads), "gops"),
+                                   ("gemm_bf16", lambda: bf16_gemm_peak(threads), "gflops"),
                                    ("memory", memory_bandwidth, "gb_per_s")):
             before = machine.get(key)
             if not before:

@@ -15,8 +15,9 @@ from typing import Any, Iterable
 from .schema import DEFAULT_GATE, SCHEMA, BenchResult
 
 FORMAT_ORDER = ("pytorch-fp32", "onnx-fp32", "onnx-fp16", "onnx-int8", "tflite-fp32", "tflite-fp16", "tflite-dr8",
-                "tflite-int8", "tflite-int8-io", "coreml-fp16", "coreml-w8")
-FAMILY_COLOURS = {"pytorch": "#4c4c4c", "onnx": "#1f77b4", "tflite": "#ff7f0e", "coreml": "#2ca02c"}
+                "tflite-int8", "tflite-int8-io", "coreml-fp16", "coreml-w8", "pte-fp32", "pte-int8", "openvino-bf16")
+FAMILY_COLOURS = {"pytorch": "#4c4c4c", "onnx": "#1f77b4", "tflite": "#ff7f0e", "coreml": "#2ca02c", "pte": "#8c564b",
+                  "openvino": "#d62728"}
 
 
 def _group_key(r: BenchResult) -> tuple:
@@ -124,6 +125,9 @@ def markdown_report(rows: list[BenchResult], targets: list | None = None, claims
         if info.get("gemm_int8"):
             line += (f"; int8 GEMM peak {info['gemm_int8']['gops']} GOP/s = {info['gemm_int8']['gmacs_per_s']} "
                      f"GMAC/s ({info['gemm_int8']['library']})")
+        if info.get("gemm_bf16"):
+            line += (f"; bf16 GEMM peak {info['gemm_bf16']['gflops']} GFLOP/s = {info['gemm_bf16']['gmacs_per_s']} "
+                     f"GMAC/s ({info['gemm_bf16']['library']})")
         if info.get("memory"):
             line += f"; memory bandwidth {info['memory']['gb_per_s']} GB/s ({info['memory']['method']})"
         parts.append(line)
@@ -132,7 +136,7 @@ def markdown_report(rows: list[BenchResult], targets: list | None = None, claims
               "same run. ratio = reference p50 / row p50. ms/map divides by the maps one run produces (16 for "
               "TinyHD-M). peak MB: peak resident memory of the process that ran only that measurement. "
               "%limit: the row's share of the fastest this machine could run it, the higher of two limits: "
-              "compute (cmp: its MACs at the measured GEMM peak of its precision, fp32 or int8) and memory (mem: "
+              "compute (cmp: its MACs at the measured GEMM peak of its precision: fp32, bf16 or int8) and memory (mem: "
               "a lower bound on the bytes it moves, each convolution's input and output and every weight once, at "
               "the measured memory bandwidth). CC min: fidelity against PyTorch fp32 on held-out real inputs (from "
               "the bundle's manifest).", "",

@@ -28,7 +28,7 @@ class BenchResult:
 
     model: str
     format: str  # "pytorch-fp32" for the eager reference, else the bundle's format key, e.g. "onnx-int8"
-    runtime: str  # pytorch | onnxruntime | litert | coreml
+    runtime: str  # pytorch | onnxruntime | litert | coreml | executorch | openvino
     delegate: str = "cpu"  # cpu | xnnpack | builtin (LiteRT without XNNPACK) | cuda | gpu | nnapi | ane ...
     precision: str = "fp32"
     device: str = "cpu"  # cpu | cuda | android | ios
@@ -110,10 +110,13 @@ class BenchResult:
 
     @property
     def compute_peak(self) -> dict[str, Any]:
-        """The measured GEMM peak of this row's arithmetic: int8 for int8 artifacts, else fp32 (empty if unknown)."""
+        """The measured GEMM peak of this row's arithmetic (empty if unknown): int8 for int8 artifacts, the faster
+        of bf16 and fp32 for bf16 ones (OpenVINO computes in fp32 where the CPU has no bf16 arithmetic), else fp32."""
         info = self.machine_info or {}
         if self.precision.startswith("int8") and info.get("gemm_int8"):
             return info["gemm_int8"]
+        if self.precision == "bf16" and info.get("gemm_bf16"):
+            return max((info["gemm_bf16"], info.get("gemm") or {}), key=lambda p: p.get("gmacs_per_s") or 0)
         return info.get("gemm") or {}
 
     @property

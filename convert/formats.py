@@ -19,7 +19,7 @@ from typing import Callable, Literal
 from salsdk.errors import InputError
 from salsdk.registry import resolve
 
-Family = Literal["onnx", "tflite", "coreml", "pte"]
+Family = Literal["onnx", "tflite", "coreml", "pte", "openvino"]
 
 #: how each format family embeds the manifest into its model file ("module:function(path, json_text)")
 EMBEDDERS = {
@@ -27,6 +27,7 @@ EMBEDDERS = {
     "tflite": "salsdk.tflite_model:embed_manifest",
     "coreml": "salsdk.convert.coreml_export:embed_manifest",
     "pte": "salsdk.convert.pte_export:embed_manifest",
+    "openvino": "salsdk.convert.openvino_export:embed_manifest",
 }
 
 
@@ -36,8 +37,8 @@ class Format:
 
     key: str  # e.g. "tflite-int8"
     family: Family
-    precision: str  # fp32 | fp16 | int8 | int8-dynamic | int8-io | w8
-    runtime: str  # runtime that validates it ("onnxruntime", "litert", "coreml")
+    precision: str  # fp32 | fp16 | bf16 | int8 | int8-dynamic | int8-io | w8
+    runtime: str  # runtime that validates it (a key of salsdk.runtimes.RUNTIMES)
     exporter: str  # "module:function"
     group: Literal["base", "fp16", "int8", "onnx2tf"]  # selected by default / --fp16 / --int8 / by key only
     description: str
@@ -53,8 +54,8 @@ class Format:
 
     @property
     def derives_from_onnx(self) -> bool:
-        """Made from the fp32 ONNX export of its graph (the other ONNX formats and the onnx2tf route)."""
-        return self.family == "onnx" or self.group == "onnx2tf"
+        """Made from the fp32 ONNX export of its graph (the other ONNX formats, OpenVINO and the onnx2tf route)."""
+        return self.family in ("onnx", "openvino") or self.group == "onnx2tf"
 
     def load_exporter(self) -> Callable:
         """Import the exporter function (heavy dependencies load only when a format is used)."""
@@ -74,6 +75,7 @@ _TFLITE = "salsdk.convert.tflite_export"
 _ONNX2TF = "salsdk.convert.onnx2tf_export"
 _COREML = "salsdk.convert.coreml_export"
 _PTE = "salsdk.convert.pte_export"
+_OPENVINO = "salsdk.convert.openvino_export"
 BIAS_MODES = ("per-tap", "per-channel", "none")  # the modes the LiteRT and PT2E int8 exporters can be asked for
 
 FORMATS: tuple[Format, ...] = (
@@ -111,10 +113,13 @@ FORMATS: tuple[Format, ...] = (
            "ExecuTorch .pte, PT2E static int8 (XNNPACK quantizer, per-channel weights), calibrated on real images",
            f"{_PTE}:rank_int8", graph_rewrite=True, calibration_methods=("histogram", "minmax"),
            bias_modes=BIAS_MODES),
+    Format("openvino-bf16", "openvino", "bf16", "openvino", f"{_OPENVINO}:export_openvino", "base",
+           "OpenVINO IR (fp32 weights) compiled for bfloat16 inference on CPUs with AMX / AVX512-BF16",
+           graph_rewrite=True),
 )
 
 FORMATS_BY_KEY = {f.key: f for f in FORMATS}
-FAMILIES: tuple[str, ...] = ("onnx", "tflite", "coreml", "pte")
+FAMILIES: tuple[str, ...] = ("onnx", "tflite", "coreml", "pte", "openvino")
 
 
 def select_formats(families: str, int8: bool = False, fp16: bool = False) -> list[Format]:

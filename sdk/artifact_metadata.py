@@ -1,4 +1,4 @@
-"""Read the manifest a model file carries, with no ONNX, LiteRT, TensorFlow or Core ML library.
+"""Read the manifest a model file carries, with no ONNX, LiteRT, TensorFlow, Core ML or OpenVINO library.
 
 Every model file salsdk writes embeds its manifest under one key (:data:`salsdk.manifest.EMBED_KEY`):
 
@@ -8,7 +8,10 @@ Every model file salsdk writes embeds its manifest under one key (:data:`salsdk.
 * Core ML: ``userDefined`` metadata of the package's spec (``Model.description`` = 2 -> ``metadata`` = 100 ->
   ``userDefined`` = 100, a map of strings);
 * ExecuTorch ``.pte``: a trailer after the program (:data:`PTE_TRAILER_MAGIC`, see :func:`read_pte`), which the
-  runtime does not read.
+  runtime does not read;
+* OpenVINO IR (a ``.openvino`` folder holding ``model.xml`` and ``model.bin``): an entry of the network's
+  ``rt_info`` in ``model.xml`` (``<net><rt_info><salsdk_manifest value="..."/>``), streamed by the standard
+  library's XML parser (no DTD or entity declaration accepted), beside the SHA-256 of ``model.bin``.
 
 The readers walk the file formats' wire encodings directly (memory-mapped, nothing else decoded), so checking a
 bundle costs milliseconds even for a 120 MB model, and works where only a runtime, or no runtime, is installed.
@@ -21,8 +24,11 @@ import mmap
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from xml.etree import ElementTree
 
 PTE_TRAILER_MAGIC = b"SALSDKMF"  # 8 bytes, then the JSON length (uint64 little-endian), then the JSON, at file end
+OPENVINO_XML, OPENVINO_BIN = "model.xml", "model.bin"  # the two files of an OpenVINO IR inside its .openvino folder
+OPENVINO_WEIGHTS_KEY = "salsdk_weights_sha256"  # rt_info entry of model.xml: the SHA-256 of its model.bin
 
 
 def _varint(data: bytes | mmap.mmap, pos: int, end: int) -> tuple[int, int]:
@@ -207,11 +213,51 @@ def read_pte(path: Path, key: str) -> str | None:
         return f.read(length).decode("utf-8")
 
 
-READERS = {"onnx": read_onnx, "tflite": read_tflite, "coreml": read_coreml, "pte": read_pte}
+def _openvino_rt_info(xml: Path) -> dict[str, str]:
+    """The network-level ``rt_info`` entries (name -> ``value``) of an IR's ``model.xml``."""
+    with open(xml, "rb") as f:
+        if b"<!" in f.read(4096):  # IR files start with <?xml ...?><net ...>: no DOCTYPE, no entity declarations
+            raise ValueError(f"{xml.parent.name}/{xml.name} declares a DTD or entities, which OpenVINO IR never does")
+    entries: dict[str, str] = {}
+    path: list[str] = []
+    try:
+        for event, element in ElementTree.iterparse(xml, events=("start", "end")):
+            if event == "start":
+                path.append(element.tag)
+                continue
+            if len(path) == 3 and path[:2] == ["net", "rt_info"] and element.get("value") is not None:
+                entries[element.tag] = element.get("value")
+            path.pop()
+            if len(path) <= 1:
+                element.clear()  # layers and edges are not needed: keep memory flat on large IRs
+    except ElementTree.ParseError as exc:
+        raise ValueError(f"{xml.parent.name}/{xml.name} is not well-formed XML: {exc}") from None
+    return entries
+
+
+def read_openvino(folder: Path, key: str) -> str | None:
+    """The ``rt_info`` entry ``key`` of an OpenVINO IR folder's ``model.xml``, once ``model.bin`` is checked against
+    the SHA-256 that ``model.xml`` records beside it (:data:`OPENVINO_WEIGHTS_KEY`): the manifest lives in the
+    graph file, so this is what ties the weights to it."""
+    from .hashing import file_sha256
+
+    entries = _openvino_rt_info(folder / OPENVINO_XML)
+    if key not in entries:
+        return None
+    pinned = entries.get(OPENVINO_WEIGHTS_KEY)
+    if pinned is None:
+        raise ValueError(f"{folder.name}/{OPENVINO_XML} carries a manifest but no {OPENVINO_WEIGHTS_KEY}")
+    if file_sha256(folder / OPENVINO_BIN) != pinned:
+        raise ValueError(f"{folder.name}/{OPENVINO_BIN} is not the weights file {OPENVINO_XML} was saved with "
+                         "(its SHA-256 differs)")
+    return entries[key]
+
+
+READERS = {"onnx": read_onnx, "tflite": read_tflite, "coreml": read_coreml, "pte": read_pte, "openvino": read_openvino}
 
 
 def read_embedded(family: str, path: Path, key: str) -> str | None:
-    """The text stored under ``key`` in a model file of format ``family`` (onnx, tflite, coreml, pte)."""
+    """The text stored under ``key`` in a model file of format ``family`` (onnx, tflite, coreml, pte, openvino)."""
     if family not in READERS:
         raise ValueError(f"no embedded-manifest reader for format family {family!r}")
     return READERS[family](Path(path), key)

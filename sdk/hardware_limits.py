@@ -1,8 +1,9 @@
-"""What this machine can do, measured: its float32 and int8 GEMM peaks and its memory bandwidth.
+"""What this machine can do, measured: its float32, bfloat16 and int8 GEMM peaks and its memory bandwidth.
 
 The fp32 GEMM peak is a float32 matrix multiply in the best library available (PyTorch, ONNX Runtime's MLAS and
-NumPy's BLAS are all tried, the fastest wins); the int8 peak is ONNX Runtime's ``MatMulInteger`` (MLAS's int8
-kernels, the ones its QDQ convolutions use; VNNI/AMX where the CPU has them). The bandwidth is a large array copy
+NumPy's BLAS are all tried, the fastest wins); the bf16 peak is PyTorch's bf16 multiply (oneDNN, the library
+OpenVINO's CPU plugin builds on; AMX where the CPU has it); the int8 peak is ONNX Runtime's ``MatMulInteger``
+(MLAS's int8 kernels, the ones its QDQ convolutions use; VNNI/AMX where the CPU has them). The bandwidth is a large array copy
 (bytes read plus bytes written per second). ``salsdk bench`` holds every row against them (a row's compute limit
 is its MACs at the peak of its precision, its memory limit the bytes it must move at that bandwidth), and
 ``salsdk convert`` predicts an int8 artifact's speed-up from the int8/fp32 ratio.
@@ -83,6 +84,40 @@ def _onnxruntime_int8_matmul(n: int, threads: int | None):
             lambda: session.run(None, {"a": a, "b": b}))
 
 
+def _torch_mm_rate(a, b, threads: int | None, min_seconds: float, dtype: str = "float32") -> tuple[str, float] | None:
+    """(label, best GFLOP/s) of ``torch.mm`` on ``a`` and ``b`` cast to ``dtype`` with ``threads`` threads, or None
+    without PyTorch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    ta, tb = (torch.from_numpy(m).to(getattr(torch, dtype)) for m in (a, b))
+    try:
+        rate = best_rate(lambda: torch.mm(ta, tb), 2.0 * a.shape[0] ** 3, min_seconds)
+        return f"torch {torch.__version__} mm {dtype} ({torch.get_num_threads()} threads)", rate
+    finally:
+        torch.set_num_threads(previous)
+
+
+def bf16_gemm_peak(threads: int | None = None, n: int = 1024, min_seconds: float = 0.6) -> dict[str, Any] | None:
+    """Best measured bfloat16 GEMM rate (PyTorch ``torch.mm`` on bf16 matrices: oneDNN, on AMX or AVX512-BF16
+    where the CPU has them): ``{"library", "gflops", "gmacs_per_s", ...}``, or None without PyTorch. Where the
+    CPU has no bf16 arithmetic this is slower than the fp32 peak, and bf16 artifacts (OpenVINO then computes in
+    fp32) are held against the faster of the two."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+    rate = _torch_mm_rate(a, b, threads, min_seconds, "bfloat16")
+    if rate is None:
+        return None
+    return {"library": rate[0], "gflops": round(rate[1], 2), "gmacs_per_s": round(rate[1] / 2, 2), "n": n,
+            "dtype": "bfloat16", "threads": threads}
+
+
 def int8_gemm_peak(threads: int | None = None, n: int = 1024, min_seconds: float = 0.6) -> dict[str, Any] | None:
     """Best measured int8 GEMM rate (ONNX Runtime ``MatMulInteger``, n x n): ``{"library", "gops",
     "gmacs_per_s", ...}``, or None without ONNX Runtime. One MAC is two integer operations."""
@@ -121,20 +156,9 @@ def gemm_peak(threads: int | None = None, n: int = 1024, min_seconds: float = 0.
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
-    try:
-        import torch
-
-        previous = torch.get_num_threads()
-        if threads:
-            torch.set_num_threads(threads)
-        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        try:
-            candidates[f"torch {torch.__version__} mm ({torch.get_num_threads()} threads)"] = best_rate(
-                lambda: torch.mm(ta, tb), flops, min_seconds)
-        finally:
-            torch.set_num_threads(previous)
-    except ImportError:
-        pass
+    torch_rate = _torch_mm_rate(a, b, threads, min_seconds)
+    if torch_rate is not None:
+        candidates[torch_rate[0]] = torch_rate[1]
     ort_gemm = _onnxruntime_matmul(a, b, threads)
     if ort_gemm is not None:
         candidates[ort_gemm[0]] = best_rate(ort_gemm[1], flops, min_seconds)

@@ -1,6 +1,7 @@
 """The one manifest type of artifact bundles, shared by every client (Python, Kotlin, the browser, batch jobs).
 
-A bundle is a folder ``<model>-<format>/`` (:func:`bundle_name`) holding one model file (or ``.mlpackage``) and
+A bundle is a folder ``<model>-<format>/`` (:func:`bundle_name`) holding one model file (or a model folder: a Core
+ML ``.mlpackage``, an OpenVINO IR ``.openvino`` with its ``model.xml`` and ``model.bin``) and
 ``manifest.json``. The manifest says what the model is (card, licence, weights provenance), how to feed it
 (input tensor, layout, dtype, pre-processing, temporal windowing), how to read it (outputs, post-processing),
 how it was made (format, quantization, tool versions, graph) and how faithful it is (the fidelity gate it passed
@@ -14,7 +15,7 @@ bundle, the field and what to do, before anything is allocated or executed:
   ``sdk/schemas/salsdk-manifest-2.schema.json``): every declared size is bounded (dimensions, frames, file
   bytes, input elements), every enum known;
 * every file it names is a plain name inside the bundle (no path separator, no ``..``, no absolute path) and not
-  a symlink (nor is anything inside an ``.mlpackage``); ``files`` is mandatory, covers the model file, and each
+  a symlink (nor is anything inside a model folder); ``files`` is mandatory, covers the model file, and each
   file's size and SHA-256 must equal the pins;
 * the manifest embedded in the (hash-pinned) model file under :data:`EMBED_KEY` must equal ``manifest.json``
   without its ``files`` entry, so editing either one is detected;
@@ -53,8 +54,10 @@ MAX_FRAMES = 64  # largest temporal window
 MAX_INPUT_ELEMENTS = 2**26  # 256 MB of float32 per input
 MAX_FILE_BYTES = 4 * 2**30
 MAX_CLASSES = 1000
-RUNTIME_OF_FAMILY = {"onnx": "onnxruntime", "tflite": "litert", "coreml": "coreml", "pte": "executorch"}
-SUFFIX_OF_FAMILY = {"onnx": ".onnx", "tflite": ".tflite", "coreml": ".mlpackage", "pte": ".pte"}
+RUNTIME_OF_FAMILY = {"onnx": "onnxruntime", "tflite": "litert", "coreml": "coreml", "pte": "executorch",
+                     "openvino": "openvino"}
+SUFFIX_OF_FAMILY = {"onnx": ".onnx", "tflite": ".tflite", "coreml": ".mlpackage", "pte": ".pte",
+                    "openvino": ".openvino"}
 LAYOUTS = ("NCHW", "NHWC", "NCTHW", "NTHWC")
 FILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # a plain name inside the bundle folder
 INPUT_NAME = "input"  # tensor names every artifact uses
@@ -486,7 +489,7 @@ class Manifest:
 
     @property
     def model_bytes(self) -> int:
-        """Pinned size of the model file (bytes of all files for an ``.mlpackage``)."""
+        """Pinned size of the model file (bytes of all files for a model folder)."""
         return self.files[self.model_file].bytes
 
     # -- serialisation
@@ -608,7 +611,7 @@ def upgrade_v1(v1: Mapping[str, Any], source: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- files
 def tree_sha256(path: Path) -> str:
-    """SHA-256 of a file, or of a folder (``.mlpackage``) as the hash of its sorted (relative path, file hash) list."""
+    """SHA-256 of a file, or of a folder (``.mlpackage``, ``.openvino``) as the hash of its sorted (relative path, file hash) list."""
     if path.is_file():
         return file_sha256(path)
     digest = hashlib.sha256()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-TINYHD_S_FORMATS = "onnx-fp32,onnx-int8,tflite-fp32,tflite-int8,tflite-int8-io"
+TINYHD_S_FORMATS = "onnx-fp32,onnx-int8,tflite-fp32,tflite-int8,tflite-int8-io,openvino-bf16"
 
 
 def shared_dir() -> Path:
@@ -60,8 +60,8 @@ def convert_bundles(out: Path, model: str, formats: str, **options) -> tuple[Pat
 
 @pytest.fixture(scope="session")
 def tinyhd_s_bundles(tmp_path_factory, tinyhd_s_weights, shared_video):
-    """ONNX fp32/int8 and TFLite fp32/int8/int8-io bundles of TinyHD-S-x1/4 (official weights), calibrated on the
-    video."""
+    """ONNX fp32/int8, TFLite fp32/int8/int8-io and OpenVINO bf16 bundles of TinyHD-S-x1/4 (official weights),
+    calibrated on the video."""
     return convert_bundles(tmp_path_factory.mktemp("bundles_s"), "TinyHD-S-x0.25", TINYHD_S_FORMATS,
                            weights=str(tinyhd_s_weights), calib=str(shared_video), n_calib=4, n_eval=2)
 

@@ -176,7 +176,8 @@ def test_export_cli(bundles, tmp_path):
 
 
 @pytest.mark.parametrize("key, says", [("onnx-fp32", "runs TFLite bundles with LiteRT"),
-                                       ("pte-fp32", "ExecuTorch Android library")])
+                                       ("pte-fp32", "ExecuTorch Android library"),
+                                       ("openvino-bf16", "runs TFLite bundles with LiteRT")])
 def test_export_refuses_bundles_the_app_cannot_run(unisal_bundles, tmp_path, key, says):
     from salsdk.errors import BundleError
 

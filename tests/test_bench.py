@@ -200,11 +200,13 @@ def test_gemm_peak_positive():
     assert info["cpu"] and info["usable_cores"] >= 1 and info["id"]
 
 
-def test_int8_peak_and_memory_bandwidth_are_measured():
-    from salsdk.bench.machine import int8_gemm_peak, memory_bandwidth
+def test_int8_and_bf16_peaks_and_memory_bandwidth_are_measured():
+    from salsdk.bench.machine import bf16_gemm_peak, int8_gemm_peak, memory_bandwidth
 
     peak = int8_gemm_peak(threads=1, n=256, min_seconds=0.05)
     assert peak["dtype"] == "int8" and peak["gops"] > 0 and "MatMulInteger" in peak["library"]
+    bf16 = bf16_gemm_peak(threads=1, n=256, min_seconds=0.05)
+    assert bf16["dtype"] == "bfloat16" and bf16["gflops"] > 0 and "mm bfloat16" in bf16["library"]
     bandwidth = memory_bandwidth(megabytes=64, min_seconds=0.05)
     assert bandwidth["gb_per_s"] > 0.1
 
@@ -368,8 +370,10 @@ def test_pareto_front_and_limit():
 
 
 def test_rows_say_which_limit_holds_them_back():
-    """int8 rows are held to the int8 GEMM peak; a row that moves many bytes for its MACs is memory-bound."""
-    info = {"gemm": {"gmacs_per_s": 100.0}, "gemm_int8": {"gmacs_per_s": 400.0}, "memory": {"gb_per_s": 10.0}}
+    """int8 rows are held to the int8 GEMM peak, bf16 rows to the faster of the bf16 and fp32 peaks; a row that
+    moves many bytes for its MACs is memory-bound."""
+    info = {"gemm": {"gmacs_per_s": 100.0}, "gemm_int8": {"gmacs_per_s": 400.0}, "gemm_bf16": {"gmacs_per_s": 250.0},
+            "memory": {"gb_per_s": 10.0}}
 
     def row(precision, macs, moved):
         return BenchResult(model="UniSal", format="f", runtime="onnxruntime", precision=precision,
@@ -379,6 +383,10 @@ def test_rows_say_which_limit_holds_them_back():
     assert dense.bound == "compute" and dense.limit_share == pytest.approx(0.5)
     quantized = row("int8", 5_000_000_000, 100_000_000)  # compute 12.5 ms at the int8 peak, memory 10 ms
     assert quantized.compute_limit_ms == pytest.approx(12.5) and quantized.limit_share == pytest.approx(0.125)
+    bf16 = row("bf16", 5_000_000_000, 100_000_000)  # compute 20 ms at the bf16 peak
+    assert bf16.compute_limit_ms == pytest.approx(20.0) and bf16.bound == "compute"
+    info["gemm_bf16"] = {"gmacs_per_s": 50.0}  # no native bf16 here: OpenVINO computes in fp32
+    assert bf16.compute_limit_ms == pytest.approx(50.0)
     thin = row("fp32", 500_000_000, 400_000_000)  # compute 5 ms, memory 40 ms
     assert thin.bound == "memory" and thin.limit_share == pytest.approx(0.4)
     again = BenchResult.from_dict(json.loads(json.dumps(thin.to_dict())))
@@ -390,5 +398,5 @@ def test_bytes_moved_counts_each_precision_s_element_size():
 
     b = mac_breakdown("UniSal", (1, 3, 96, 128))
     fp32, int8 = bytes_moved(b, "fp32"), bytes_moved(b, "int8")
-    assert fp32 == 4 * (b.activation_elements + b.params) and int8 * 4 == fp32
+    assert fp32 == 4 * (b.activation_elements + b.params) and int8 * 4 == fp32 == 2 * bytes_moved(b, "bf16")
     assert b.activation_elements > 3 * 96 * 128  # at least the input and the map

@@ -297,7 +297,7 @@ def test_export_web_refuses_what_the_browser_cannot_run(unisal_bundles, tmp_path
     from salsdk.errors import BundleError, InputError
 
     for key, says in (("pte-fp32", "browser runs ONNX"), ("coreml-fp16", "browser runs ONNX"),
-                      ("tflite-int8-io", "no int8 input/output")):
+                      ("openvino-bf16", "browser runs ONNX"), ("tflite-int8-io", "no int8 input/output")):
         with pytest.raises(BundleError, match=says):
             export_web([unisal_bundles / f"UniSal-{key}"], tmp_path / key, log=lambda _: None)
         assert not (tmp_path / key).exists()

@@ -38,11 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundles", nargs="+", type=Path, metavar="DIR",
                         help="bundle folders, or folders of bundles, to benchmark (or to enrich imports/plan)")
     parser.add_argument("--formats", default=None,
-                        help="formats converted for --model (default onnx-fp32,onnx-int8,tflite-fp32,tflite-int8)")
+                        help="formats converted for --model (default onnx-fp32,onnx-int8,tflite-fp32,tflite-int8,openvino-bf16)")
     parser.add_argument("--size", action="append", default=None, metavar="HxW",
                         help="input size(s), e.g. 192x256 or 480x640,192x256 (default: native, +480x640 for KDSalBox)")
     parser.add_argument("--threads", default=None, help="thread counts, e.g. 1,2 (default: all usable cores)")
-    parser.add_argument("--runtimes", default=None, help="only these: pytorch,onnxruntime,litert,coreml")
+    parser.add_argument("--runtimes", default=None,
+                        help="only these: pytorch,onnxruntime,litert,coreml,executorch,openvino")
     parser.add_argument("--warmup", type=int, default=3, help="warm-up runs after the first run (default 3)")
     parser.add_argument("--runs", type=int, default=None,
                         help="timed runs per measurement (default 20; plan: 50 on the phone)")

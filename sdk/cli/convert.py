@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="zoo model name (see `salsdk list`)")
     add_weights_source(parser, "checkpoint path (default: the official one, downloaded on first use)")
     parser.add_argument("--format", default="all",
-                        help="onnx,tflite,coreml,pte or all (default), or format keys such as tflite-int8")
+                        help="onnx,tflite,coreml,pte,openvino or all (default), or format keys such as tflite-int8")
     parser.add_argument("--int8", action="store_true", help="also make int8 artifacts (calibrated, gated)")
     parser.add_argument("--fp16", action="store_true", help="also make an fp16 ONNX model")
     parser.add_argument("--calib", help="calibration images: a folder or a video (default: the built-in set)")

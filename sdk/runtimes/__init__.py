@@ -18,6 +18,7 @@ RUNTIMES = {
     "litert": "salsdk.runtimes.litert_runtime:LiteRTRuntime",
     "coreml": "salsdk.runtimes.coreml_runtime:CoreMLRuntime",
     "executorch": "salsdk.runtimes.executorch_runtime:ExecuTorchRuntime",
+    "openvino": "salsdk.runtimes.openvino_runtime:OpenVINORuntime",
 }
 
 

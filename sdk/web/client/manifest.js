@@ -7,8 +7,9 @@ import { SchemaCheck, SchemaViolation } from "./schema.js";
 
 export const SCHEMA = "salsdk-manifest/2";
 export const MAX_INPUT_ELEMENTS = 64 * 3 * 2048 * 2048;
-const RUNTIME_OF_FAMILY = { onnx: "onnxruntime", tflite: "litert", coreml: "coreml", pte: "executorch" };
-const SUFFIX_OF_FAMILY = { onnx: ".onnx", tflite: ".tflite", coreml: ".mlpackage", pte: ".pte" };
+const RUNTIME_OF_FAMILY = { onnx: "onnxruntime", tflite: "litert", coreml: "coreml", pte: "executorch",
+  openvino: "openvino" };
+const SUFFIX_OF_FAMILY = { onnx: ".onnx", tflite: ".tflite", coreml: ".mlpackage", pte: ".pte", openvino: ".openvino" };
 
 /** A manifest is missing, malformed, of another schema or inconsistent; the message names the field. */
 export class ManifestError extends Error {
