@@ -7,6 +7,8 @@ front across formats and input sizes, and peak memory by format.
 """
 from __future__ import annotations
 
+import itertools
+
 import json
 import math
 from pathlib import Path
@@ -275,13 +277,14 @@ def limit_ms(r: BenchResult) -> float | None:
 
 
 def _limit_lines(pts: list[BenchResult]) -> list[tuple[float, str]]:
-    """(ms per map, label) of this machine's limit for the model's fp32 and int8 rows (first row of each)."""
-    lines = []
-    for name, rows in (("fp32", [r for r in pts if not r.precision.startswith("int8")]),
-                       ("int8", [r for r in pts if r.precision.startswith("int8")])):
-        row = next((r for r in rows if limit_ms(r)), None)
-        if row is not None:
-            lines.append((limit_ms(row), f"{name} limit here: {limit_ms(row):.1f} ms/map ({row.bound}-bound)"))
+    """(ms per map, label) of this machine's limit for each arithmetic among the model's rows (fp32, bf16, int8,
+    ...: the first row of each whose limit is known)."""
+    lines, seen = [], set()
+    for r in pts:
+        kind = "int8" if r.precision.startswith("int8") else r.precision
+        if kind not in seen and limit_ms(r):
+            seen.add(kind)
+            lines.append((limit_ms(r), f"{kind} limit here: {limit_ms(r):.1f} ms/map ({r.bound}-bound)"))
     return lines
 
 
@@ -293,7 +296,7 @@ def _pareto_chart(plt, model: str, pts: list[BenchResult], many_threads: bool, p
     artifacts separate instead of piling up at CC = 1.0."""
     pts = sorted(pts, key=lambda r: r.ms_per_map)
     front = pareto_front(pts)
-    fig, (ax, side) = plt.subplots(1, 2, figsize=(11, 5.2), gridspec_kw={"width_ratios": [1.6, 1]})
+    fig, (ax, side) = plt.subplots(1, 2, figsize=(12.5, 5.2), gridspec_kw={"width_ratios": [1.5, 1]})
     for n, r in enumerate(pts, start=1):
         x, y = r.ms_per_map, fidelity_loss(r)
         ax.scatter(x, y, color=FAMILY_COLOURS.get(_family(r), "#9467bd"), s=46, zorder=3,
@@ -304,7 +307,7 @@ def _pareto_chart(plt, model: str, pts: list[BenchResult], many_threads: bool, p
     gate = next((r.gate for r in pts if r.gate is not None), DEFAULT_GATE)
     ax.axhline(1 - gate, color="grey", ls="--", lw=0.9, label=f"acceptance gate: CC >= {gate:g}")
     limits = _limit_lines(pts)
-    for (limit, text), style in zip(limits, (":", "-.")):
+    for (limit, text), style in zip(limits, itertools.cycle((":", "-.", (0, (5, 1)), (0, (1, 3))))):
         ax.axvline(limit, color="black", ls=style, lw=0.9, label=text)
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -317,8 +320,10 @@ def _pareto_chart(plt, model: str, pts: list[BenchResult], many_threads: bool, p
     ax.set_title(f"{model}: fidelity vs latency", fontsize=10)
     ax.legend(fontsize=7, loc="lower left")
     side.axis("off")
-    lines = [f"{n:>2}  {r.label}{f' t{r.threads}' if many_threads else ''} {r.size_label}: {r.ms_per_map:.1f} ms, "
-             f"CC {r.fidelity_cc_min:.4f}{'  *front' if r in front else ''}" for n, r in enumerate(pts, start=1)]
+    sizes = len({r.size_label for r in pts}) > 1  # the input size is named only where the rows differ in it
+    lines = [f"{n:>2}  {r.label}{f' t{r.threads}' if many_threads else ''}{f' {r.size_label}' if sizes else ''}: "
+             f"{r.ms_per_map:.1f} ms, CC {r.fidelity_cc_min:.4f}{'  *front' if r in front else ''}"
+             for n, r in enumerate(pts, start=1)]
     side.text(0, 1, "\n".join(lines), va="top", ha="left", fontsize=7.5, family="monospace", transform=side.transAxes)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -102,9 +102,11 @@ def _torch_mm_rate(a, b, threads: int | None, min_seconds: float, dtype: str = "
         torch.set_num_threads(previous)
 
 
-def bf16_gemm_peak(threads: int | None = None, n: int = 1024, min_seconds: float = 0.6) -> dict[str, Any] | None:
+def bf16_gemm_peak(threads: int | None = None, n: int = 2048, min_seconds: float = 0.6) -> dict[str, Any] | None:
     """Best measured bfloat16 GEMM rate (PyTorch ``torch.mm`` on bf16 matrices: oneDNN, on AMX or AVX512-BF16
-    where the CPU has them): ``{"library", "gflops", "gmacs_per_s", ...}``, or None without PyTorch. Where the
+    where the CPU has them): ``{"library", "gflops", "gmacs_per_s", ...}``, or None without PyTorch. n = 2048:
+    AMX needs larger matrices than fp32 to reach its peak (2 cores here: 1318 GFLOP/s at n = 1024, 2288 at 2048,
+    2319 at 3072; at 1024 an OpenVINO bf16 row of UniSal ran above that "peak"). Where the
     CPU has no bf16 arithmetic this is slower than the fp32 peak, and bf16 artifacts (OpenVINO then computes in
     fp32) are held against the faster of the two."""
     import numpy as np
