@@ -5,8 +5,6 @@ over white, as viewers show them), CMYK and 16-bit files are converted to 8-bit 
 """
 from __future__ import annotations
 
-import gc
-
 from pathlib import Path
 from typing import Iterator, Union
 
@@ -133,17 +131,6 @@ def iter_video_frames(path: str | Path, max_frames: int | None = None) -> Iterat
     A frame FFmpeg cannot decode raises :class:`~salsdk.errors.InputError` naming its index, whether the decoder
     fails or silently skips it (seen from the frame timestamps, or from fewer frames than the container declares).
     """
-    try:
-        yield from _decode_frames(path, max_frames)
-    finally:
-        # PyAV's decoder and pixel-format converter hold FFmpeg thread pools in reference cycles. Left to a later
-        # garbage collection, they may be freed in a process some library forks from this one, where those threads
-        # do not exist: the child deadlocks in FFmpeg's pool teardown and the parent waits for it at exit (seen in
-        # `salsdk convert` of TinyHD). Collected here, once the decoder is released, in the process that made them.
-        gc.collect()
-
-
-def _decode_frames(path: str | Path, max_frames: int | None) -> Iterator[np.ndarray]:
     container = _open_video(path)
     count = 0
     with container:
