@@ -131,7 +131,14 @@ def iter_video_frames(path: str | Path, max_frames: int | None = None) -> Iterat
     A frame FFmpeg cannot decode raises :class:`~salsdk.errors.InputError` naming its index, whether the decoder
     fails or silently skips it (seen from the frame timestamps, or from fewer frames than the container declares).
     """
+    from av.video.reformatter import VideoReformatter
+
     container = _open_video(path)
+    # Our own RGB converter, freed with this generator. ``frame.to_ndarray(format=...)`` would keep one per thread
+    # in PyAV's thread-local storage, with FFmpeg worker threads inside; a process that a library forks from
+    # another thread then frees it while clearing this thread's state, deadlocks in FFmpeg's thread-pool teardown,
+    # and holds the parent at exit (seen in `salsdk convert` of TinyHD once OpenVINO ran in the same process).
+    reformatter = VideoReformatter()
     count = 0
     with container:
         stream = container.streams.video[0]
@@ -143,7 +150,7 @@ def iter_video_frames(path: str | Path, max_frames: int | None = None) -> Iterat
                 if index is not None and index > count:
                     raise InputError(f"{path}: frame {count} could not be decoded (the next readable frame is "
                                      f"{index}); the video is corrupt there: re-encode or cut it")
-                yield frame.to_ndarray(format="rgb24")
+                yield reformatter.reformat(frame, format="rgb24").to_ndarray()
                 count += 1
                 if max_frames is not None and count >= max_frames:
                     return
